@@ -1,0 +1,1 @@
+"""convrec: a recommendation plugin for chat agents."""
