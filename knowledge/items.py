@@ -8,8 +8,8 @@ space, so every encoder sees the same thing.
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 

@@ -1,0 +1,44 @@
+"""The content encoder and its cache (real MiniLM)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convrec.knowledge.cache import EmbeddingCache
+from convrec.knowledge.items import parse_item
+
+KETTLE = {"id": "k", "kind": "product", "title": "Blue enamel kettle", "price": 50}
+
+
+def test_vectors_are_normalised_and_meaningful(encoder):
+    items = [parse_item(KETTLE),
+             parse_item({"id": "a", "kind": "article", "title": "Resetting your password"})]
+    vectors = encoder.encode_items(items)
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    query = encoder.encode_queries(["I forgot my password"])[0]
+    assert query @ vectors[1] > query @ vectors[0]
+
+
+def test_cache_skips_unchanged_content(encoder):
+    items = [parse_item(KETTLE)]
+    first = encoder.encode_items(items)
+    assert (encoder.stats.encoded_items, encoder.stats.cached_items) == (1, 0)
+    again = encoder.encode_items([parse_item({**KETTLE, "price": 99})])  # same text
+    assert (encoder.stats.encoded_items, encoder.stats.cached_items) == (1, 1)
+    assert np.array_equal(first, again)
+    encoder.encode_items([parse_item({**KETTLE, "title": "Red enamel kettle"})])
+    assert encoder.stats.encoded_items == 2
+
+
+def test_cache_persists_and_keys_on_the_model_name(minilm, tmp_path):
+    path = tmp_path / "cache.sqlite"
+    first = minilm.with_cache(EmbeddingCache(path))
+    first.encode_items([parse_item(KETTLE)])
+    first.cache.close()
+    reopened = minilm.with_cache(EmbeddingCache(path))
+    reopened.encode_items([parse_item(KETTLE)])
+    assert reopened.stats.encoded_items == 0
+    other = reopened.with_cache(reopened.cache)
+    other.name = "another/model"
+    assert other.item_key(parse_item(KETTLE)) != reopened.item_key(parse_item(KETTLE))
