@@ -1,0 +1,248 @@
+"""The ``convrec`` command line: ingest, suggest, demo, train, evaluate, serve.
+
+Only argparse is imported up front, so ``convrec --help`` answers at once; each command
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convrec",
+        description="Surface the right help article or product from a chat, or stay silent.",
+    )
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)")
+    parser.add_argument("--tenant", default=None, help="tenant of the items and users")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="load articles and products into the index")
+    p.add_argument("paths", nargs="+", type=Path,
+                   help="JSONL or CSV item files, Markdown/HTML files, or folders of them")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="write the valid records and list the rejected ones")
+    p.add_argument("--no-prune", action="store_true",
+                   help="keep items that a re-read path no longer holds")
+
+    p = sub.add_parser("suggest", help="suggest items for a chat transcript")
+    p.add_argument("--transcript", "-t", required=True,
+                   help="JSON messages or 'User: ... / Assistant: ...' text; '-' for stdin")
+    p.add_argument("-k", type=int, default=None, help="at most this many suggestions")
+    p.add_argument("--kinds", default=None, help="comma-separated: article,product")
+    p.add_argument("--user", default=None, help="user id (reads and writes history)")
+    p.add_argument("--conversation", default=None, help="conversation id")
+    p.add_argument("--in-stock", action="store_true", help="products in stock only")
+    p.add_argument("--price-max", type=float, default=None)
+    p.add_argument("--category", default=None)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("demo", help="ingest the example store and replay its support chats")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the demo workspace (default: a temporary folder)")
+    p.add_argument("--conversation", default=None, help="replay only this conversation id")
+
+    p = sub.add_parser("train", help="train the sequence model")
+    p.add_argument("--items", type=Path, required=True, help="items file (JSONL)")
+    p.add_argument("--events", type=Path, required=True, help="events file (JSONL or CSV)")
+    p.add_argument("--out", type=Path, default=None, help="model folder (default: workspace)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--all", dest="use_all", action="store_true",
+                   help="train on every event (production); by default each user's last "
+                        "event is held out for evaluate and the one before for validation")
+
+    p = sub.add_parser("evaluate", help="leave-one-out evaluation of a trained model")
+    p.add_argument("--items", type=Path, required=True)
+    p.add_argument("--events", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"convrec {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # errors users can act on, without a traceback
+        from convrec.knowledge.loaders import ItemLoadError
+
+        if isinstance(exc, ItemLoadError | FileNotFoundError | ValueError):
+            print(f"convrec {args.command}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+class CliError(Exception):
+    """A problem with the command's input, reported without a traceback."""
+
+
+def _recommender(args: argparse.Namespace, workspace: Path | None = None):
+    from convrec.recommender import Recommender
+    from convrec.settings import Settings
+
+    settings = Settings()
+    update: dict[str, Any] = {}
+    if workspace or args.workspace:
+        update["workspace"] = workspace or args.workspace
+    if args.tenant:
+        update["tenant"] = args.tenant
+    return Recommender(settings.model_copy(update=update))
+
+
+# -- ingest ----------------------------------------------------------------------------------
+@command("ingest")
+def _ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from convrec.knowledge.loaders import load_items
+
+    rec = _recommender(args)
+    total = len(load_items(args.paths, skip_invalid=True).items)
+    with tqdm(total=total, unit="item", desc="ingest", disable=total < 200,
+              file=sys.stderr) as bar:
+        report = rec.ingest(args.paths, skip_invalid=args.skip_invalid,
+                            prune=not args.no_prune, progress=bar.update)
+    print(report.summary())
+    rejected = getattr(report, "rejected", [])
+    if rejected:
+        print(f"{len(rejected)} record(s) rejected:", file=sys.stderr)
+        for issue in rejected:
+            print(f"  {issue}", file=sys.stderr)
+    return 0
+
+
+# -- suggest ---------------------------------------------------------------------------------
+def read_transcript(source: str) -> Any:
+    """A transcript from a file or stdin: JSON (a list of messages, or {"messages": [...]})
+    or plain text."""
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CliError(f"no such transcript file: {source}")
+        text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+        if isinstance(data, dict):
+            data = data.get("messages", data.get("conversation"))
+        if not isinstance(data, list):
+            raise CliError(f"{source}: expected a list of messages or {{'messages': [...]}}")
+        return data
+    return text
+
+
+@command("suggest")
+def _suggest(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from convrec.types import parse_transcript
+
+    try:
+        messages = parse_transcript(read_transcript(args.transcript))
+    except ValidationError as exc:
+        raise CliError(f"{args.transcript}: {exc}") from exc
+    filters: dict[str, Any] = {}
+    if args.in_stock:
+        filters["in_stock"] = True
+    if args.price_max is not None:
+        filters["price_max"] = args.price_max
+    if args.category:
+        filters["category"] = args.category
+    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
+    rec = _recommender(args)
+    result = rec.suggest(messages, user_id=args.user, k=args.k, kinds=kinds, filters=filters,
+                         conversation_id=args.conversation)
+    if args.format == "json":
+        print(result.model_dump_json(indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result: Any, indent: str = "") -> str:
+    """A SuggestionResult as readable lines."""
+    if not result.surfaced:
+        return f"{indent}(silent) {result.note}"
+    lines = []
+    for n, s in enumerate(result.suggestions, start=1):
+        lines.append(f"{indent}{n}. [{s.kind}] {s.title}  (relevance {s.score:.2f})")
+        if s.url:
+            lines.append(f"{indent}   {s.url}")
+        lines.append(f"{indent}   why: {s.reason}")
+    return "\n".join(lines)
+
+
+# -- demo ------------------------------------------------------------------------------------
+@command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from convrec.demo import run_demo
+
+    return run_demo(workspace=args.workspace, keep=args.keep, only=args.conversation)
+
+
+# -- train / evaluate ------------------------------------------------------------------------
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from convrec import training
+
+    out = args.out or _recommender(args).settings.resolved_model_dir
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    train_config = None
+    if overrides:
+        from convrec.model import TrainConfig
+
+        train_config = TrainConfig(**overrides)
+    report = training.train_from_files(args.items, args.events, out,
+                                       train_config=train_config, use_all=args.use_all)
+    print(report)
+    return 0
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from convrec import training
+
+    metrics = training.evaluate_from_files(args.items, args.events, args.model, k=args.k)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>10}  {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

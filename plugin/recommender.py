@@ -1,0 +1,269 @@
+"""The facade: one object that ingests items, keeps history and makes suggestions.
+
+    rec = Recommender(workspace="./.convrec")
+    rec.ingest(["help-centre/", "catalogue.jsonl"])
+    result = rec.suggest("User: my parcel is a week late", user_id="u1")
+
+Heavy parts (the encoder, Chroma, the history database, the trained model) are opened on first
+use, so constructing a Recommender is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convrec.knowledge.index import Hit, ItemFilter, VectorIndex
+from convrec.knowledge.items import Article, ItemKind, Product
+from convrec.pipeline.conversation import build_query, readable_turns
+from convrec.pipeline.explain import explain
+from convrec.pipeline.gate import Gate
+from convrec.pipeline.rules import Candidate, linked_item_ids, mmr
+from convrec.settings import Settings
+from convrec.types import Message, Suggestion, SuggestionResult, parse_transcript
+
+if TYPE_CHECKING:
+    from convrec.history import HistoryStore
+    from convrec.knowledge.encoder import ContentEncoder
+    from convrec.knowledge.ingest import IngestReport
+
+
+class Recommender:
+    """Suggest articles and products from a conversation, or stay silent."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        workspace: str | Path | None = None,
+        encoder: ContentEncoder | None = None,
+        index: VectorIndex | None = None,
+        history: HistoryStore | None = None,
+    ):
+        settings = settings or Settings()
+        if workspace is not None:
+            settings = settings.model_copy(update={"workspace": Path(workspace)})
+        self.settings = settings
+        self._encoder = encoder
+        self._index = index
+        self._history = history
+        self._lock = threading.Lock()
+
+    # -- parts, opened lazily ----------------------------------------------------------------
+    @property
+    def encoder(self) -> ContentEncoder:
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    from convrec.knowledge.cache import EmbeddingCache
+                    from convrec.knowledge.encoder import ContentEncoder
+
+                    cache = EmbeddingCache(self.settings.workspace / "embeddings.sqlite")
+                    self._encoder = ContentEncoder(self.settings.encoder_model, cache=cache)
+        return self._encoder
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    from convrec.knowledge.index import http_index, persistent_index
+
+                    if self.settings.chroma_url:
+                        self._index = http_index(self.settings.chroma_url,
+                                                 self.settings.collection)
+                    else:
+                        self._index = persistent_index(self.settings.workspace / "chroma",
+                                                       self.settings.collection)
+        return self._index
+
+    @property
+    def history_store(self) -> HistoryStore:
+        if self._history is None:
+            with self._lock:
+                if self._history is None:
+                    from convrec.history import HistoryStore
+
+                    self.settings.workspace.mkdir(parents=True, exist_ok=True)
+                    self._history = HistoryStore(self.settings.workspace / "history.sqlite")
+        return self._history
+
+    @property
+    def gate(self) -> Gate:
+        s = self.settings.suggest
+        return Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+
+    # -- items ------------------------------------------------------------------------------
+    def ingest(
+        self,
+        source: str | Path | Iterable[str | Path] | Sequence[Article | Product],
+        *,
+        tenant: str | None = None,
+        skip_invalid: bool = False,
+        prune: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Load items from files/folders (or take Item objects) and bring the index up to date.
+
+        Re-ingesting an unchanged source encodes nothing; items removed from a re-read path
+        are deleted (``prune``). Raises ``ItemLoadError`` on bad records unless
+        ``skip_invalid``, in which case the report lists what was rejected.
+        """
+        from convrec.knowledge.ingest import ingest_items
+        from convrec.knowledge.loaders import load_items
+
+        tenant = tenant or self.settings.tenant
+        if isinstance(source, str | Path):
+            source = [source]
+        source = list(source)
+        if source and all(isinstance(s, Article | Product) for s in source):
+            items = [i if i.tenant == tenant or tenant == "default" else
+                     i.model_copy(update={"tenant": tenant}) for i in source]
+            return ingest_items(items, self.index, self.encoder, prune_sources=False,
+                                progress=progress)
+        loaded = load_items(source, tenant=tenant, skip_invalid=skip_invalid)
+        report = ingest_items(
+            loaded.items, self.index, self.encoder, sources=loaded.sources,
+            prune_sources=prune, read_roots=[str(Path(s).resolve()) for s in source],
+            progress=progress,
+        )
+        report.rejected = loaded.rejected  # type: ignore[attr-defined]
+        return report
+
+    def get_items(self, ids: Sequence[str], tenant: str | None = None) -> list[Article | Product]:
+        return [s.item for s in self.index.get(ids, tenant or self.settings.tenant)]
+
+    # -- suggestions ------------------------------------------------------------------------
+    def suggest(
+        self,
+        transcript: str | list[Message] | list[dict[str, Any]],
+        user_id: str | None = None,
+        k: int | None = None,
+        kinds: Sequence[ItemKind] | None = None,
+        filters: ItemFilter | dict[str, Any] | None = None,
+        *,
+        conversation_id: str | None = None,
+        tenant: str | None = None,
+        exclude_ids: Sequence[str] = (),
+        log: bool = True,
+    ) -> SuggestionResult:
+        """Suggest up to ``k`` items for the conversation so far, or none.
+
+        Recent turns weigh more than old ones and user turns more than assistant turns. Items
+        already linked in the conversation, already suggested in it (``conversation_id``) or
+        dismissed by the user are skipped; the rest are diversified (MMR). Nothing is surfaced
+        when the best candidate's calibrated relevance is below the threshold; the result's
+        ``note`` says why.
+        """
+        s = self.settings.suggest
+        k = k or s.default_k
+        tenant = tenant or self.settings.tenant
+        where = self._filter(filters, kinds, tenant, exclude_ids)
+        turns = readable_turns(parse_transcript(transcript), s.max_turns)
+        if not turns:
+            return self._silent("The conversation has no turns with text yet.", 0.0,
+                                conversation_id)
+
+        query = build_query(turns, self.encoder.encode_queries([t.content for t in turns]), s)
+        hits = self._candidates(query.vector, query.focus, where)
+        skip = self._already_shown(user_id, conversation_id, tenant)
+        skip |= linked_item_ids(turns, [h.item for h in hits])
+        candidates = [
+            Candidate(h.item, float(h.vector @ query.vector), h.vector)
+            for h in hits if h.item.id not in skip
+        ]
+        candidates.sort(key=lambda c: -c.score)
+        if not candidates:
+            return self._silent("No item matches the filters that is not already shown.", 0.0,
+                                conversation_id)
+
+        gate = self.gate
+        best = candidates[0]
+        relevance = gate.relevance(best.score)
+        if relevance < gate.threshold:
+            return self._silent(
+                f"Nothing is relevant enough to surface: the best match, {best.item.title!r}, "
+                f"has relevance {relevance:.2f} < threshold {gate.threshold:.2f}.",
+                relevance, conversation_id)
+
+        eligible = [c for c in candidates if gate.relevance(c.score) >= s.min_item_relevance]
+        chosen = mmr(eligible, k, s.mmr_lambda, s.max_per_kind)
+        suggestions = [
+            self._suggestion(c, gate.relevance(c.score),
+                             explain(c.item, c.vector, query.turns, query.vectors, query.weights))
+            for c in chosen
+        ]
+        result = SuggestionResult(
+            suggestions=suggestions, surfaced=True, relevance=relevance,
+            threshold=gate.threshold, conversation_id=conversation_id,
+            note=f"{len(suggestions)} suggestion(s); best relevance {relevance:.2f}.",
+        )
+        if log and user_id and conversation_id:
+            self._log_impressions(user_id, conversation_id, result, tenant)
+        return result
+
+    def _filter(self, filters, kinds, tenant, exclude_ids) -> ItemFilter:
+        if isinstance(filters, ItemFilter):
+            where = filters
+        else:
+            where = ItemFilter.model_validate(dict(filters or {}) | {"tenant": tenant})
+        update: dict[str, Any] = {"tenant": tenant}
+        if kinds:
+            update["kinds"] = list(kinds)
+        if exclude_ids:
+            update["exclude_ids"] = list(where.exclude_ids) + list(exclude_ids)
+        return where.model_copy(update=update)
+
+    def _candidates(self, vector: np.ndarray, focus: np.ndarray | None,
+                    where: ItemFilter) -> list[Hit]:
+        n = self.settings.suggest.candidates
+        hits = {h.item.id: h for h in self.index.query(vector, n, where)}
+        if focus is not None:
+            for h in self.index.query(focus, n // 2, where):
+                hits.setdefault(h.item.id, h)
+        return list(hits.values())
+
+    def _already_shown(self, user_id, conversation_id, tenant) -> set[str]:
+        if not (user_id or conversation_id):
+            return set()
+        store = self.history_store
+        shown: set[str] = set()
+        if conversation_id:
+            shown |= store.suggested_item_ids(conversation_id, tenant=tenant)
+        if user_id:
+            shown |= store.dismissed_item_ids(user_id, tenant=tenant)
+        return shown
+
+    def _log_impressions(self, user_id, conversation_id, result, tenant) -> None:
+        self.history_store.log_impressions(user_id, conversation_id, result.suggestions,
+                                           surfaced=result.surfaced, tenant=tenant)
+
+    @staticmethod
+    def _suggestion(c: Candidate, relevance: float, reason: str) -> Suggestion:
+        item = c.item
+        extra: dict[str, Any] = {}
+        if isinstance(item, Product):
+            extra = {"price": item.price, "currency": item.currency, "in_stock": item.in_stock}
+        return Suggestion(id=item.id, kind=item.kind, title=item.title, url=item.url,
+                          snippet=item.snippet(), score=round(relevance, 4), reason=reason,
+                          **extra)
+
+    def _silent(self, note: str, relevance: float, conversation_id) -> SuggestionResult:
+        return SuggestionResult(suggestions=[], surfaced=False, note=note, relevance=relevance,
+                                threshold=self.settings.suggest.threshold,
+                                conversation_id=conversation_id)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
