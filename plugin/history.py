@@ -1,10 +1,9 @@
 """Per-user history: conversation turns, behaviour events and impressions, in SQLite.
 
-One ``HistoryStore`` wraps one SQLite file in WAL mode, so other processes (the CLI, a second
-server) can read it while this one writes. Inside a process every call goes through a single
-connection behind a lock: ``sqlite3`` connections must not be used by two threads at once, the
-statements here are short, and one connection keeps ``:memory:`` stores working the same way as
-files. Writes run in ``BEGIN IMMEDIATE`` transactions, so a batch is all or nothing.
+One ``HistoryStore`` wraps one SQLite file in WAL mode, so readers (other threads, the CLI, a
+second server) are never blocked by a writer. Each thread gets its own connection (a
+``:memory:`` store shares one behind a lock). Writes run in ``BEGIN IMMEDIATE`` transactions,
+so a batch is all or nothing and concurrent writers queue on SQLite's busy timeout.
 
 Every row carries a ``tenant`` and every read filters on it. Times are stored as integer
 microseconds since the Unix epoch (exact, and they sort as time does) and come back as aware
@@ -17,8 +16,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -250,34 +250,20 @@ class HistoryStore:
     def __init__(self, path: str | PathLike[str], *, timeout: float = 10.0) -> None:
         """Open (and create or migrate) the store at ``path``.
 
-        ``timeout`` is how long a write waits, in seconds, for another process's write lock.
+        ``timeout`` is how long a write waits, in seconds, for another connection's write lock.
         Raises ``RuntimeError`` if the file was written by a newer version of this schema.
         """
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        # isolation_level=None: no implicit transactions; _write() issues BEGIN IMMEDIATE.
-        self._conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._connections = _Connections(self.path, timeout)
         try:
-            self._configure()
             self._migrate()
         except BaseException:
-            self._conn.close()
+            self._connections.close()
             raise
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    def _configure(self) -> None:
-        conn = self._conn
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        # NORMAL is durable against application crashes in WAL mode and much faster than FULL.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        # Deleted rows are overwritten, so forget_user does not leave them in free pages.
-        conn.execute("PRAGMA secure_delete = ON")
 
     def _migrate(self) -> None:
         version = self.schema_version
@@ -299,19 +285,21 @@ class HistoryStore:
     @property
     def schema_version(self) -> int:
         """The schema version of the open file (``PRAGMA user_version``)."""
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     @property
     def journal_mode(self) -> str:
         """SQLite's journal mode for this store: ``wal`` for files, ``memory`` for ``:memory:``."""
-        with self._lock:
-            return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+        with self._read() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
 
     def close(self) -> None:
-        """Close the connection; further calls raise ``sqlite3.ProgrammingError``. Idempotent."""
-        with self._lock:
-            self._conn.close()
+        """Close every connection; further calls raise ``sqlite3.ProgrammingError``.
+
+        Idempotent. Call it once no other thread is using the store.
+        """
+        self._connections.close()
 
     def __enter__(self) -> Self:
         return self
@@ -327,16 +315,13 @@ class HistoryStore:
     def __repr__(self) -> str:
         return f"HistoryStore({self.path!r})"
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._connections.use()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed if the block finishes, rolled back if it raises."""
-        with self._lock:
-            conn = self._conn
+        with self._connections.use() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -485,9 +470,9 @@ class HistoryStore:
                 )
                 deleted += cursor.rowcount
         if deleted:
-            with self._lock:
-                # Fails quietly (busy) while another process reads; the next checkpoint will do.
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with self._read() as conn:
+                # Answers "busy" rather than waiting while others read; a later checkpoint will do.
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
 
     # -- reading -----------------------------------------------------------------------------
@@ -666,6 +651,82 @@ class HistoryStore:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+class _Handle:
+    """Holds one thread's connection; when the thread ends its locals (and this) are dropped,
+    which closes the connection. ``sqlite3.Connection`` cannot be weakly referenced; this can."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+class _Connections:
+    """The store's SQLite connections: one per thread for a file, one shared for ``:memory:``.
+
+    ``sqlite3`` connections must not be used by two threads at once. Per-thread connections to
+    a WAL file let readers run while another thread holds a long write transaction (an
+    import); SQLite's busy timeout serialises writers. A ``:memory:`` database exists only in
+    its one connection, so there every use takes a lock instead.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._closed = False
+        self._local = threading.local()
+        self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
+        self._shared = self._open() if path == ":memory:" else None
+        if self._shared is None:
+            self._thread_connection()  # fail now, in the caller's thread, if the file is bad
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; HistoryStore._write() begins them.
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent, but cheap to repeat
+            conn.execute("PRAGMA foreign_keys = ON")
+            # NORMAL is safe against application crashes in WAL mode and much faster than FULL.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # Deleted rows are overwritten, so forget_user leaves nothing in free pages.
+            conn.execute("PRAGMA secure_delete = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        handle: _Handle | None = getattr(self._local, "handle", None)
+        if handle is None:
+            with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed HistoryStore.")
+                handle = _Handle(self._open())
+                self._handles.add(handle)
+            self._local.handle = handle
+        return handle.conn
+
+    @contextmanager
+    def use(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection (the shared one, under the lock, for ``:memory:``)."""
+        if self._shared is not None:
+            with self._lock:
+                yield self._shared
+        else:
+            yield self._thread_connection()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._shared is not None:
+                self._shared.close()
+            for handle in list(self._handles):
+                handle.conn.close()
 
 
 class _Writer:

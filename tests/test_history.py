@@ -454,3 +454,36 @@ def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
         assert reader.count_events() == 1
         reader.log_event(Event(user_id="u", item_id="b", type="view", ts=at(1)))
         assert [e.item_id for e in writer.history("u").events] == ["a", "b"]
+
+
+def test_reads_are_not_blocked_by_a_long_write_in_another_thread(store: HistoryStore) -> None:
+    store.log_event(Event(user_id="u", item_id="a", type="view", ts=T0))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_batch() -> Iterator[Event]:
+        yield Event(user_id="u", item_id="b", type="view", ts=at(1))
+        inside.set()
+        release.wait(10)
+        yield Event(user_id="u", item_id="c", type="view", ts=at(2))
+
+    writer = threading.Thread(target=store.log_events, args=(slow_batch(),))
+    writer.start()
+    try:
+        assert inside.wait(10)
+        # The batch is mid-transaction: this thread reads the last committed state at once.
+        assert store.count_events() == 1
+        assert store.suggested_item_ids("c") == set()
+    finally:
+        release.set()
+        writer.join()
+    assert store.count_events() == 3
+
+
+def test_memory_store_is_shared_between_threads() -> None:
+    with HistoryStore(":memory:") as store:
+        writer = threading.Thread(
+            target=store.log_event, args=(Event(user_id="u", item_id="a", type="view"),)
+        )
+        writer.start()
+        writer.join()
+        assert store.count_events() == 1
