@@ -59,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the demo workspace (default: a temporary folder)")
     p.add_argument("--conversation", default=None, help="replay only this conversation id")
 
+    p = sub.add_parser("serve", help="serve the suggest_content tool over MCP or HTTP")
+    p.add_argument("protocol", choices=("mcp", "http"))
+    p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio",
+                   help="MCP transport (default: stdio)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--user", default=None,
+                   help="user id the host injects into every call (MCP; HTTP takes a header)")
+
+    p = sub.add_parser("import-events", help="import a behaviour events file into history")
+    p.add_argument("path", type=Path)
+    p.add_argument("--skip-invalid", action="store_true")
+
+    p = sub.add_parser("history", help="print what is stored about a user (JSON)")
+    p.add_argument("user")
+
+    p = sub.add_parser("forget", help="remove everything stored about a user")
+    p.add_argument("user")
+
     p = sub.add_parser("train", help="train the sequence model")
     p.add_argument("--items", type=Path, required=True, help="items file (JSONL)")
     p.add_argument("--events", type=Path, required=True, help="events file (JSONL or CSV)")
@@ -92,9 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convrec {args.command}: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # errors users can act on, without a traceback
+        from convrec.events import EventFileError
         from convrec.knowledge.loaders import ItemLoadError
 
-        if isinstance(exc, ItemLoadError | FileNotFoundError | ValueError):
+        if isinstance(exc, ItemLoadError | EventFileError | FileNotFoundError | ValueError):
             print(f"convrec {args.command}: {exc}", file=sys.stderr)
             return 2
         raise
@@ -211,6 +231,42 @@ def _demo(args: argparse.Namespace) -> int:
     from convrec.demo import run_demo
 
     return run_demo(workspace=args.workspace, keep=args.keep, only=args.conversation)
+
+
+# -- serve -----------------------------------------------------------------------------------
+@command("serve")
+def _serve(args: argparse.Namespace) -> int:
+    rec = _recommender(args)
+    if args.protocol == "mcp":
+        from convrec.adapters.mcp import run_server
+
+        run_server(rec, transport=args.transport, host=args.host, port=args.port,
+                   user_id=args.user)
+    else:
+        from convrec.adapters.http import run_server
+
+        run_server(rec, host=args.host, port=args.port)
+    return 0
+
+
+# -- history ---------------------------------------------------------------------------------
+@command("import-events")
+def _import_events(args: argparse.Namespace) -> int:
+    report = _recommender(args).import_events(args.path, skip_invalid=args.skip_invalid)
+    print(report.model_dump_json(indent=2))
+    return 0
+
+
+@command("history")
+def _history(args: argparse.Namespace) -> int:
+    print(_recommender(args).history(args.user).model_dump_json(indent=2))
+    return 0
+
+
+@command("forget")
+def _forget(args: argparse.Namespace) -> int:
+    print(f"removed {_recommender(args).forget_user(args.user)} row(s) about {args.user}")
+    return 0
 
 
 # -- train / evaluate ------------------------------------------------------------------------

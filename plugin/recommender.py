@@ -24,7 +24,7 @@ from convrec.pipeline.explain import explain
 from convrec.pipeline.gate import Gate
 from convrec.pipeline.rules import Candidate, linked_item_ids, mmr
 from convrec.settings import Settings
-from convrec.types import Message, Suggestion, SuggestionResult, parse_transcript
+from convrec.types import Event, Message, Suggestion, SuggestionResult, parse_transcript
 
 if TYPE_CHECKING:
     from convrec.history import HistoryStore
@@ -256,6 +256,38 @@ class Recommender:
         return SuggestionResult(suggestions=[], surfaced=False, note=note, relevance=relevance,
                                 threshold=self.settings.suggest.threshold,
                                 conversation_id=conversation_id)
+
+    # -- history ------------------------------------------------------------------------------
+    def log_message(self, user_id: str, message: Message | dict[str, Any],
+                    conversation_id: str | None = None, tenant: str | None = None) -> None:
+        """Store one conversation turn of a user."""
+        if not isinstance(message, Message):
+            message = Message.model_validate(message)
+        self.history_store.log_message(user_id, message, conversation_id=conversation_id,
+                                       tenant=tenant or self.settings.tenant)
+
+    def log_event(self, event: Event | dict[str, Any]) -> None:
+        """Store one behaviour event (view, click, purchase, dismiss, ...)."""
+        if not isinstance(event, Event):
+            event = Event.model_validate({"tenant": self.settings.tenant, **event})
+        self.history_store.log_event(event)
+
+    def import_events(self, path: str | Path, *, skip_invalid: bool = False,
+                      tenant: str | None = None):
+        """Import an events file (JSONL or CSV); unknown item ids are errors."""
+        tenant = tenant or self.settings.tenant
+        known = set(self.index.fingerprints(tenant))
+        return self.history_store.import_events(path, known_item_ids=known,
+                                                skip_invalid=skip_invalid, tenant=tenant)
+
+    def history(self, user_id: str, tenant: str | None = None, limit: int | None = None):
+        """Everything stored about a user: messages, events, impressions."""
+        return self.history_store.history(user_id, tenant=tenant or self.settings.tenant,
+                                          limit=limit)
+
+    def forget_user(self, user_id: str, tenant: str | None = None) -> int:
+        """Remove everything about a user; returns the number of rows deleted."""
+        return self.history_store.forget_user(user_id, tenant=tenant or self.settings.tenant)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

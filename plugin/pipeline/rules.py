@@ -22,12 +22,14 @@ class Candidate:
 
 
 def linked_item_ids(turns: Iterable[Message], items: Iterable[Article | Product]) -> set[str]:
-    """Items the conversation already links or names (by URL or by id as a whole word)."""
+    """Items the conversation already links or names: by URL, or by an id that could not be
+    an ordinary word (it holds a digit, '-' or '_') appearing as a whole token."""
     text = "\n".join(t.content for t in turns)
     words = set(re.findall(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*", text))
     linked = set()
     for item in items:
-        if (item.url and item.url in text) or item.id in words:
+        id_like = any(not ch.isalpha() for ch in item.id)
+        if (item.url and item.url in text) or (id_like and item.id in words):
             linked.add(item.id)
     return linked
 

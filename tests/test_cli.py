@@ -1,0 +1,91 @@
+"""The command line, end to end: ingest, suggest (text and JSON, in and out), errors, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from convrec.cli import main
+from tests.conftest import write
+
+ITEMS = [
+    {"id": "shipping-delays", "kind": "article", "title": "My order is late: shipping delays",
+     "body": "If your parcel has not arrived or tracking has not updated, here is what to do.",
+     "url": "https://help.example/shipping-delays"},
+    {"id": "reset-password", "kind": "article", "title": "Reset your password",
+     "body": "Forgot your password? Use the reset link on the sign-in page."},
+    {"id": "kettle", "kind": "product", "title": "Blue enamel kettle", "price": 54.0,
+     "description": "A stovetop kettle with a wooden handle.", "in_stock": True},
+]
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVREC_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    items = write(tmp_path / "items.jsonl", "\n".join(json.dumps(i) for i in ITEMS))
+    assert main(["ingest", str(items)]) == 0
+    return tmp_path
+
+
+def test_ingest_then_suggest_from_text(workspace, capsys):
+    capsys.readouterr()
+    chat = write(workspace / "chat.txt",
+                 "User: hi, my parcel still hasn't arrived\nAssistant: sorry to hear that\n"
+                 "User: the tracking hasn't updated for a week")
+    assert main(["suggest", "--transcript", str(chat)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("1. [article] My order is late")
+    assert "https://help.example/shipping-delays" in out and "why:" in out
+
+
+def test_suggest_json_in_and_out_with_filters(workspace, capsys):
+    capsys.readouterr()
+    chat = write(workspace / "chat.json", json.dumps(
+        {"messages": [{"role": "user", "content": "I want a new kettle for my stove"}]}))
+    assert main(["suggest", "-t", str(chat), "--format", "json", "--kinds", "product"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["surfaced"] and [s["id"] for s in result["suggestions"]] == ["kettle"]
+
+
+def test_suggest_stays_silent_and_says_why(workspace, capsys, monkeypatch):
+    capsys.readouterr()
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("User: who won the football last night?"))
+    assert main(["suggest", "-t", "-"]) == 0
+    assert capsys.readouterr().out.startswith("(silent) Nothing is relevant enough")
+
+
+def test_bad_inputs_exit_2_with_file_and_line(workspace, capsys):
+    bad = write(workspace / "bad.jsonl", json.dumps(ITEMS[0]) + '\n{"id": "x", "kind": '
+                '"product", "title": "X", "price": "free"}\n')
+    assert main(["ingest", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: field 'price'" in err
+    assert main(["suggest", "-t", str(workspace / "missing.txt")]) == 2
+    assert "no such transcript file" in capsys.readouterr().err
+    broken = write(workspace / "broken.json", '[{"role": "user",\n "content": }]')
+    assert main(["suggest", "-t", str(broken)]) == 2
+    assert "broken.json:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_console_script_help_and_module_entry():
+    out = subprocess.run([sys.executable, "-m", "convrec", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for name in ("ingest", "suggest", "demo", "train", "evaluate", "serve"):
+        assert name in out
+
+
+def test_demo_replays_the_example_world(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "convrec", "demo"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Ingested" in out and "shipping-delays" in out and "stays silent" in out
+    assert not list(tmp_path.iterdir())  # the temporary workspace is cleaned up
