@@ -34,6 +34,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
@@ -308,7 +309,7 @@ def file_format(path: str | Path) -> FileFormat:
 
 def read_events(
     path: str | Path,
-    known_item_ids: set[str] | frozenset[str] | None = None,
+    known_item_ids: AbstractSet[str] | None = None,
     tenant: str = "default",
 ) -> EventFileResult:
     """Read every row of an event file, keeping the valid events and listing the bad rows.
@@ -352,7 +353,7 @@ def read_events(
 
 def load_events(
     path: str | Path,
-    known_item_ids: set[str] | frozenset[str] | None = None,
+    known_item_ids: AbstractSet[str] | None = None,
     skip_invalid: bool = False,
     tenant: str = "default",
 ) -> EventFileResult:
@@ -509,7 +510,7 @@ def _row_to_event(
     name: str,
     line: int,
     row: _Row,
-    known_item_ids: set[str] | frozenset[str] | None,
+    known_item_ids: AbstractSet[str] | None,
     tenant: str,
 ) -> tuple[Event | None, list[EventRowError]]:
     errors: list[EventRowError] = []

@@ -18,12 +18,13 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -234,6 +235,8 @@ _USER_TABLES: tuple[str, ...] = ("impressions", "events", "messages", "conversat
 
 _NO_LIMIT = -1  # SQLite's LIMIT for "all rows"
 
+_SqlRow = tuple[Any, ...]
+
 
 # --------------------------------------------------------------------------------------------
 # The store
@@ -409,7 +412,7 @@ class HistoryStore:
     def import_events(
         self,
         path: str | PathLike[str],
-        known_item_ids: set[str] | frozenset[str] | None = None,
+        known_item_ids: AbstractSet[str] | None = None,
         skip_invalid: bool = False,
         tenant: str = "default",
     ) -> ImportReport:
@@ -738,21 +741,18 @@ class _Writer:
         self.conn = conn
         self.tenant = tenant
         self._users: set[str] = set()
-        self._owners: dict[str, str] = {}
+        # conversation id -> (owner, earliest start written in this transaction)
+        self._conversations: dict[str, tuple[str, int]] = {}
 
     def claim(self, user_id: str, conversation_id: str | None, ts_us: int) -> None:
         """Make sure the user exists and, if given, the conversation exists and is theirs.
 
-        Checks ownership before writing anything, so a refused row leaves no trace.
+        Checks ownership before writing anything, so a refused row leaves no trace. Remembers
+        what it wrote, so a bulk import costs one statement per new user or conversation.
         """
+        known = self._conversations.get(conversation_id) if conversation_id else None
         if conversation_id is not None:
-            owner = self._owners.get(conversation_id)
-            if owner is None:
-                row = self.conn.execute(
-                    "SELECT user_id FROM conversations WHERE tenant = ? AND conversation_id = ?",
-                    (self.tenant, conversation_id),
-                ).fetchone()
-                owner = row[0] if row else None
+            owner = known[0] if known else self._owner(conversation_id)
             if owner is not None and owner != user_id:
                 raise ConversationOwnerError(
                     f"conversation {conversation_id!r} belongs to another user"
@@ -764,14 +764,21 @@ class _Writer:
                 (self.tenant, user_id, to_epoch_us(utcnow())),
             )
             self._users.add(user_id)
-        if conversation_id is not None:
+        if conversation_id is not None and (known is None or ts_us < known[1]):
             self.conn.execute(
                 "INSERT INTO conversations (tenant, conversation_id, user_id, started_us)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
                 " SET started_us = min(started_us, excluded.started_us)",
                 (self.tenant, conversation_id, user_id, ts_us),
             )
-            self._owners[conversation_id] = user_id
+            self._conversations[conversation_id] = (user_id, ts_us)
+
+    def _owner(self, conversation_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT user_id FROM conversations WHERE tenant = ? AND conversation_id = ?",
+            (self.tenant, conversation_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def insert_event(self, event: Event) -> None:
         ts_us = to_epoch_us(event.ts)
@@ -826,21 +833,21 @@ def _limit(limit: int | None) -> int:
 
 def _latest(
     conn: sqlite3.Connection, select: str, params: tuple[str, ...], limit: int
-) -> list[tuple]:
+) -> list[_SqlRow]:
     """The most recent ``limit`` rows of ``select`` (which has ``ts_us`` and ``id`` columns),
     oldest first; ties in time keep the order rows were written in."""
     sql = f"SELECT * FROM ({select} ORDER BY ts_us DESC, id DESC LIMIT ?) ORDER BY ts_us, id"
     return conn.execute(sql, (*params, limit)).fetchall()
 
 
-def _message(row: tuple) -> HistoryMessage:
+def _message(row: _SqlRow) -> HistoryMessage:
     role, text, ts_us, conversation_id, _id = row
     return HistoryMessage(
         role=role, content=text, ts=from_epoch_us(ts_us), conversation_id=conversation_id
     )
 
 
-def _event(row: tuple, user_id: str, tenant: str) -> Event:
+def _event(row: _SqlRow, user_id: str, tenant: str) -> Event:
     item_id, kind, value, text, ts_us, conversation_id, _id = row
     return Event(
         user_id=user_id,
@@ -854,7 +861,7 @@ def _event(row: tuple, user_id: str, tenant: str) -> Event:
     )
 
 
-def _impression(row: tuple) -> Impression:
+def _impression(row: _SqlRow) -> Impression:
     item_id, kind, score, rank, conversation_id, surfaced, ts_us, _id = row
     return Impression(
         item_id=item_id,

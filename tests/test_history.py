@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -318,7 +318,7 @@ def test_forgotten_text_does_not_linger_in_the_file(db_path: Path) -> None:
 # -- imports --------------------------------------------------------------------------------
 
 
-def write_jsonl(path: Path, rows: list[object]) -> Path:
+def write_jsonl(path: Path, rows: Sequence[object]) -> Path:
     path.write_text(
         "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
         encoding="utf-8",
@@ -385,6 +385,36 @@ def test_a_bad_file_writes_nothing_and_names_file_line_field(
     prefix = f"{path}:4: " + (f"field '{field}': " if field else "")
     assert prefix in str(caught.value)
     assert set(table_counts(db_path).values()) == {0}
+
+
+def test_a_bad_csv_writes_nothing_and_names_file_line_field(
+    store: HistoryStore, db_path: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user,item,type,ts,value\n"
+        "u1,a,view,1714564800,\n"
+        "u1,a,like,1714564801,\n"
+        "u1,nope,view,1714564802,\n"
+        "u1,a,view,last tuesday,\n"
+        "u1,a,rate,1714564804,\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(EventFileError) as caught:
+        store.import_events(path, known_item_ids={"a"})
+    assert [(e.line, e.field) for e in caught.value.errors] == [
+        (3, "type"),
+        (4, "item"),
+        (5, "ts"),
+        (6, "value"),
+    ]
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 4 invalid rows (of 5)")
+    assert f"{path}:6: field 'value': is required for type 'rate'" in message
+    assert set(table_counts(db_path).values()) == {0}
+    report = store.import_events(path, known_item_ids={"a"}, skip_invalid=True)
+    assert (report.imported, [e.line for e in report.rejected]) == (1, [3, 4, 5, 6])
+    assert store.count_events() == 1
 
 
 def test_skip_invalid_writes_the_valid_rows(store: HistoryStore, tmp_path: Path) -> None:
