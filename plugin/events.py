@@ -38,11 +38,11 @@ from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from convrec.types import EVENT_TYPES, Event
+from convrec.types import EVENT_TYPES, Event, EventType
 
 __all__ = [
     "EventFileError",
@@ -269,17 +269,22 @@ def event_problems(event: Event) -> list[tuple[str, str]]:
     but ``search`` names an item, a ``search`` has text, and a ``rate`` has a value. The reader
     and the history store both apply these rules.
     """
-    problems: list[tuple[str, str]] = []
-    if event.type != "search" and not event.item_id:
-        problems.append(
-            ("item", f"is required for type '{event.type}' (only 'search' may omit it)")
-        )
-    if event.type == "search" and not (event.text and event.text.strip()):
-        problems.append(("text", "is required for type 'search'"))
-    if event.type == "rate" and event.value is None:
-        problems.append(("value", "is required for type 'rate'"))
+    problems = _type_rules(event.type, event.item_id, event.text, event.value)
     if event.value is not None and not math.isfinite(event.value):
         problems.append(("value", f"must be a finite number, got {event.value}"))
+    return problems
+
+
+def _type_rules(
+    kind: str, item_id: str | None, text: str | None, value: float | None
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if kind != "search" and not item_id:
+        problems.append(("item", f"is required for type '{kind}' (only 'search' may omit it)"))
+    if kind == "search" and not (text and text.strip()):
+        problems.append(("text", "is required for type 'search'"))
+    if kind == "rate" and value is None:
+        problems.append(("value", "is required for type 'rate'"))
     return problems
 
 
@@ -513,11 +518,13 @@ def _row_to_event(
     known_item_ids: AbstractSet[str] | None,
     tenant: str,
 ) -> tuple[Event | None, list[EventRowError]]:
+    """The event a row stands for, or every problem found in it."""
     errors: list[EventRowError] = []
 
     def fail(canonical: str, message: str) -> None:
-        key = row[canonical][0] if canonical in row else canonical
-        errors.append(EventRowError(path=name, line=line, field=key, message=message))
+        errors.append(
+            EventRowError(path=name, line=line, field=_key(row, canonical), message=message)
+        )
 
     def get(canonical: str) -> object:
         value = row.get(canonical, (canonical, None))[1]
@@ -525,69 +532,84 @@ def _row_to_event(
             return None
         return value
 
-    fields: dict[str, object] = {"tenant": tenant}
+    user_id = _identifier(get("user"))
+    if user_id is None:
+        raw = get("user")
+        fail("user", "is required" if raw is None else f"must be a string, not {_kind(raw)}")
 
-    user = get("user")
-    if user is None:
-        fail("user", "is required")
-    elif (user_id := _identifier(user)) is None:
-        fail("user", f"must be a string, not {type(user).__name__}")
-    else:
-        fields["user_id"] = user_id
-
-    kind = get("type")
-    if kind is None:
+    kind: EventType | None = None
+    raw = get("type")
+    if raw is None:
         fail("type", "is required; expected one of " + ", ".join(EVENT_TYPES))
-    elif not isinstance(kind, str) or kind.strip().lower() not in EVENT_TYPES:
-        fail("type", f"unknown event type {kind!r}; expected one of " + ", ".join(EVENT_TYPES))
+    elif not isinstance(raw, str) or raw.strip().lower() not in EVENT_TYPES:
+        fail("type", f"unknown event type {raw!r}; expected one of " + ", ".join(EVENT_TYPES))
     else:
-        fields["type"] = kind.strip().lower()
+        kind = cast(EventType, raw.strip().lower())
 
-    item = get("item")
-    if item is not None:
-        if (item_id := _identifier(item)) is None:
-            fail("item", f"must be a string, not {type(item).__name__}")
-        elif known_item_ids is not None and item_id not in known_item_ids:
-            fail("item", f"unknown item id {item_id!r}")
-        else:
-            fields["item_id"] = item_id
+    raw = get("item")
+    item_id = _identifier(raw)
+    if raw is not None and item_id is None:
+        fail("item", f"must be a string, not {_kind(raw)}")
+    elif item_id is not None and known_item_ids is not None and item_id not in known_item_ids:
+        fail("item", f"unknown item id {item_id!r}")
 
-    ts = get("ts")
-    if ts is None:
+    ts: datetime | None = None
+    raw = get("ts")
+    if raw is None:
         fail("ts", "is required (Unix seconds or ISO 8601)")
     else:
         try:
-            fields["ts"] = parse_timestamp(ts)
+            ts = parse_timestamp(raw)
         except ValueError as exc:
             fail("ts", str(exc))
 
-    value = get("value")
-    if value is not None:
+    value: float | None = None
+    raw = get("value")
+    if raw is not None:
         try:
-            fields["value"] = _number(value)
+            value = _number(raw)
         except ValueError as exc:
             fail("value", str(exc))
 
-    text = get("text")
-    if text is not None:
-        if isinstance(text, str):
-            fields["text"] = text
-        else:
-            fail("text", f"must be a string, not {type(text).__name__}")
+    text: str | None = None
+    raw = get("text")
+    if isinstance(raw, str):
+        text = raw
+    elif raw is not None:
+        fail("text", f"must be a string, not {_kind(raw)}")
 
-    conversation = get("conversation")
-    if conversation is not None:
-        if (conversation_id := _identifier(conversation)) is None:
-            fail("conversation", f"must be a string, not {type(conversation).__name__}")
-        else:
-            fields["conversation_id"] = conversation_id
+    raw = get("conversation")
+    conversation_id = _identifier(raw)
+    if raw is not None and conversation_id is None:
+        fail("conversation", f"must be a string, not {_kind(raw)}")
 
-    if errors:
+    if kind is not None:  # the rules of its type, for fields not already reported
+        failed = {e.field for e in errors}
+        for canonical, message in _type_rules(kind, item_id, text, value):
+            if _key(row, canonical) not in failed:
+                fail(canonical, message)
+    if errors or user_id is None or kind is None or ts is None:
         return None, errors
-    event = Event.model_validate(fields)
-    for canonical, message in event_problems(event):
-        fail(canonical, message)
-    return (None, errors) if errors else (event, [])
+    event = Event(
+        user_id=user_id,
+        item_id=item_id,
+        type=kind,
+        ts=ts,
+        value=value,
+        text=text,
+        tenant=tenant,
+        conversation_id=conversation_id,
+    )
+    return event, []
+
+
+def _kind(value: object) -> str:
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def _key(row: _Row, canonical: str) -> str:
+    """The key a row spells a canonical field with (the canonical name if absent)."""
+    return row[canonical][0] if canonical in row else canonical
 
 
 def _identifier(value: object) -> str | None:

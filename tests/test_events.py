@@ -202,6 +202,13 @@ def test_row_rules(tmp_path: Path, row: dict[str, object], field: str, needle: s
 def test_every_problem_of_a_row_is_reported(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "e.jsonl", {"user": "u", "item": "a", "type": "nope", "ts": "never"})
     assert {e.field for e in read_events(path).errors} == {"type", "ts"}
+    path = jsonl(tmp_path / "r.jsonl", {"user": "u", "item": "x", "type": "rate", "ts": "never"})
+    errors = read_events(path, known_item_ids={"a"}).errors
+    assert [(e.field, e.message.split(" ")[0]) for e in errors] == [
+        ("item", "unknown"),
+        ("ts", "'never'"),
+        ("value", "is"),
+    ]
 
 
 def test_nan_is_not_a_number(tmp_path: Path) -> None:
