@@ -89,6 +89,8 @@ class Product(BaseItem):
 
     kind: Literal["product"] = "product"
     description: str = ""
+    #: A local path, an ``http(s)`` URL or a ``data:`` URI (see ``convrec.knowledge.images``).
+    #: Bytes are accepted and stored as a ``data:`` URI so the record stays plain JSON.
     image: str | None = None
     image_alt: str | None = None
     price: Annotated[float, Field(ge=0)] | None = None
@@ -97,6 +99,19 @@ class Product(BaseItem):
     brand: str | None = None
     in_stock: bool = True
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image_bytes_to_data_uri(cls, value: Any) -> Any:
+        # Items are stored as JSON in the index: raw bytes become a self-describing data URI,
+        # which also puts the bytes into ``content_hash`` (a new image is a changed item).
+        if isinstance(value, bytes | bytearray | memoryview):
+            from convrec.knowledge.images import to_data_uri
+
+            return to_data_uri(bytes(value)) if len(value) else None
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     def _main_text(self) -> str:
         return self.description
