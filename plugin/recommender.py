@@ -22,6 +22,13 @@ from convrec.knowledge.items import Article, ItemKind, Product
 from convrec.pipeline.conversation import build_query, readable_turns
 from convrec.pipeline.explain import explain
 from convrec.pipeline.gate import Gate
+from convrec.pipeline.personalize import (
+    Personalizer,
+    Step,
+    has_checkpoint,
+    live_steps,
+    standardize,
+)
 from convrec.pipeline.rules import Candidate, linked_item_ids, mmr
 from convrec.settings import Settings
 from convrec.types import Event, Message, Suggestion, SuggestionResult, parse_transcript
@@ -51,7 +58,8 @@ class Recommender:
         self._encoder = encoder
         self._index = index
         self._history = history
-        self._lock = threading.Lock()
+        self._personalizer: Personalizer | None | bool = None
+        self._lock = threading.RLock()
 
     # -- parts, opened lazily ----------------------------------------------------------------
     @property
@@ -91,6 +99,25 @@ class Recommender:
                     self.settings.workspace.mkdir(parents=True, exist_ok=True)
                     self._history = HistoryStore(self.settings.workspace / "history.sqlite")
         return self._history
+
+    @property
+    def personalizer(self) -> Personalizer | None:
+        """The trained sequence model, when a checkpoint is in the model folder."""
+        if self._personalizer is False:
+            return None
+        if self._personalizer is None:
+            with self._lock:
+                model_dir = self.settings.resolved_model_dir
+                if has_checkpoint(model_dir):
+                    self._personalizer = Personalizer.from_dir(
+                        model_dir, self.encoder.name, self.encoder.dim)
+                else:
+                    self._personalizer = False
+        return self._personalizer or None
+
+    def reload_model(self) -> None:
+        """Pick up a new (or removed) checkpoint on the next suggest call."""
+        self._personalizer = None
 
     @property
     def gate(self) -> Gate:
@@ -176,13 +203,11 @@ class Recommender:
             Candidate(h.item, float(h.vector @ query.vector), h.vector)
             for h in hits if h.item.id not in skip
         ]
-        candidates.sort(key=lambda c: -c.score)
         if not candidates:
             return self._silent("No item matches the filters that is not already shown.", 0.0,
                                 conversation_id)
-
         gate = self.gate
-        best = candidates[0]
+        best = max(candidates, key=lambda c: c.score)
         relevance = gate.relevance(best.score)
         if relevance < gate.threshold:
             return self._silent(
@@ -191,9 +216,11 @@ class Recommender:
                 relevance, conversation_id)
 
         eligible = [c for c in candidates if gate.relevance(c.score) >= s.min_item_relevance]
-        chosen = mmr(eligible, k, s.mmr_lambda, s.max_per_kind)
+        ranked = self._personalize(eligible, turns, user_id, tenant)
+        chosen = mmr(ranked, k, s.mmr_lambda, s.max_per_kind)
+        content_score = {c.item.id: c.score for c in eligible}
         suggestions = [
-            self._suggestion(c, gate.relevance(c.score),
+            self._suggestion(c, gate.relevance(content_score[c.item.id]),
                              explain(c.item, c.vector, query.turns, query.vectors, query.weights))
             for c in chosen
         ]
@@ -226,6 +253,47 @@ class Recommender:
             for h in self.index.query(focus, n // 2, where):
                 hits.setdefault(h.item.id, h)
         return list(hits.values())
+
+    def _personalize(self, candidates: list[Candidate], turns: list[Message],
+                     user_id: str | None, tenant: str) -> list[Candidate]:
+        """Rerank by content similarity plus the trained model's score (when there is one).
+
+        The model's scores are standardised and put on the spread of the content scores, so
+        ``model_weight`` means the same whatever the model's scale."""
+        personalizer = self.personalizer
+        weight = self.settings.suggest.model_weight
+        if personalizer is None or weight == 0 or len(candidates) < 2:
+            return candidates
+        steps: list[Step] = []
+        if user_id:
+            for entry in self.history_store.timeline(user_id, tenant=tenant,
+                                                     limit=personalizer.loaded.config.max_len):
+                if entry.kind == "turn":
+                    role = "user_turn" if entry.role == "user" else "assistant_turn"
+                    steps.append(Step(role, entry.ts, text=entry.text))
+                else:
+                    steps.append(Step(entry.type, entry.ts, item_id=entry.item_id))
+        steps += live_steps(turns)
+        model = personalizer.scores(steps, lambda st: self._step_vectors(st, tenant),
+                                    [c.item.id for c in candidates],
+                                    np.stack([c.vector for c in candidates]))
+        content = np.array([c.score for c in candidates], dtype=np.float32)
+        combined = content + weight * standardize(model) * float(content.std())
+        return [Candidate(c.item, float(v), c.vector) for c, v in zip(candidates, combined,
+                                                                       strict=True)]
+
+    def _step_vectors(self, steps: Sequence[Step], tenant: str) -> np.ndarray:
+        """Content vector of each step: turns are encoded, items read from the index."""
+        vectors = np.zeros((len(steps), self.encoder.dim), dtype=np.float32)
+        text_rows = [i for i, s in enumerate(steps) if s.text is not None]
+        if text_rows:
+            vectors[text_rows] = self.encoder.encode_queries([steps[i].text for i in text_rows])
+        item_ids = list({s.item_id for s in steps if s.item_id})
+        stored = {si.item.id: si.vector for si in self.index.get(item_ids, tenant)}
+        for i, step in enumerate(steps):
+            if step.item_id in stored:
+                vectors[i] = stored[step.item_id]
+        return vectors
 
     def _already_shown(self, user_id, conversation_id, tenant) -> set[str]:
         if not (user_id or conversation_id):

@@ -34,6 +34,10 @@ class SuggestSettings(BaseModel):
     candidates: int = Field(default=50, ge=1, description="Candidates fetched before rules.")
     mmr_lambda: float = Field(
         default=0.75, ge=0, le=1, description="1 = pure relevance, 0 = pure diversity.")
+    model_weight: float = Field(
+        default=0.5, ge=0,
+        description="With a trained model: weight of its score against content similarity "
+                    "when ranking (0 = content only). The gate always reads content relevance.")
     default_k: int = Field(default=3, ge=1, le=10)
     max_per_kind: int | None = Field(
         default=None, ge=1, description="At most this many suggestions of one kind.")
