@@ -11,6 +11,7 @@ use, so constructing a Recommender is cheap.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,8 +308,14 @@ class Recommender:
         return shown
 
     def _log_impressions(self, user_id, conversation_id, result, tenant) -> None:
-        self.history_store.log_impressions(user_id, conversation_id, result.suggestions,
-                                           surfaced=result.surfaced, tenant=tenant)
+        from convrec.history import ConversationOwnerError
+
+        try:
+            self.history_store.log_impressions(user_id, conversation_id, result.suggestions,
+                                               surfaced=result.surfaced, tenant=tenant)
+        except ConversationOwnerError as exc:
+            # A host bug (one conversation id for two users) must not break the chat.
+            warnings.warn(f"impressions not logged: {exc}", stacklevel=3)
 
     @staticmethod
     def _suggestion(c: Candidate, relevance: float, reason: str) -> Suggestion:

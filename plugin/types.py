@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,7 @@ from convrec.knowledge.items import Article, Item, ItemKind, Product  # re-expor
 __all__ = [
     "Article",
     "Event",
+    "EVENT_TYPES",
     "EventType",
     "Item",
     "ItemKind",
@@ -32,9 +33,7 @@ Role = Literal["user", "assistant", "system", "tool"]
 EventType = Literal[
     "view", "click", "add_to_cart", "purchase", "read", "rate", "dismiss", "search"
 ]
-EVENT_TYPES: tuple[str, ...] = (
-    "view", "click", "add_to_cart", "purchase", "read", "rate", "dismiss", "search",
-)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 def utcnow() -> datetime:
@@ -79,6 +78,12 @@ class Event(BaseModel):
     text: str | None = None
     tenant: str = "default"
     conversation_id: str | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        """A naive time is taken as UTC, so every stored time is comparable."""
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class Suggestion(BaseModel):

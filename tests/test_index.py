@@ -125,7 +125,8 @@ def both_indexes(tmp_path_factory):
     return chroma, memory, vectors
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=filters, row=st.integers(0, 29))
 def test_chroma_filters_match_the_reference(both_indexes, where, row):
     chroma, memory, vectors = both_indexes
