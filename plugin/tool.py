@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -53,6 +53,7 @@ __all__ = [
     "ToolError",
     "contract_tools",
     "strict_schema",
+    "warm_up",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,54 +89,35 @@ FEEDBACK_DESCRIPTION = (
 # --------------------------------------------------------------------------------------------
 
 
-def _strict_object(schema: dict[str, Any]) -> None:
-    """``json_schema_extra`` hook: every property required, no extras, no defaults.
-
-    OpenAI's strict mode (and other strict function-calling validators) accept an object
-    schema only when all of its properties are listed in ``required`` and
-    ``additionalProperties`` is false; optional arguments are therefore written as
-    ``T | None`` and a model sends ``null`` for them. Python callers may still omit them.
-    """
-    props = schema.get("properties", {})
-    schema["required"] = list(props)
-    schema["additionalProperties"] = False
-    schema.pop("title", None)
-    for prop in props.values():
-        prop.pop("default", None)
-        prop.pop("title", None)
-
-
-def _strict_config(title: str | None = None) -> ConfigDict:
-    config = ConfigDict(extra="forbid", json_schema_extra=_strict_object)
-    if title:
-        config["title"] = title
-    return config
-
-
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema for function calling, with ``$ref``s inlined.
+    """The model's JSON schema for strict function calling, self-contained.
 
-    Inlining keeps the schema self-contained for frameworks that read one property at a
-    time (MCP's per-argument schemas, LlamaIndex) and is accepted by strict mode.
+    OpenAI's strict mode (and other strict validators) accept an object only when every
+    property is listed in ``required`` and ``additionalProperties`` is false, so optional
+    arguments are typed ``T | None`` and a model sends ``null`` for them (Python callers may
+    still omit them). ``$ref``s are inlined for frameworks that read one property at a time
+    (MCP per-argument schemas, LlamaIndex); titles and defaults are dropped.
     """
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                target = resolve(defs[ref.removeprefix("#/$defs/")])
-                extra = {k: v for k, v in node.items() if k != "$ref"}
-                return {**target, **extra}
-            return {k: resolve(v) for k, v in node.items()}
+    def strict(node: Any) -> Any:
         if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
+            return [strict(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            return strict({**defs[ref.removeprefix("#/$defs/")], **extra})
+        out = {k: strict(v) for k, v in node.items() if k not in ("title", "default")}
+        if isinstance(node.get("properties"), dict):
+            out["properties"] = {name: strict(prop) for name, prop in node["properties"].items()}
+            out["required"] = list(node["properties"])
+            out["additionalProperties"] = False
+        return out
 
-    resolved = resolve(schema)
-    resolved.pop("title", None)
-    return resolved
+    return strict(schema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +128,7 @@ def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
 class ChatMessage(BaseModel):
     """One turn of the conversation as the model passes it."""
 
-    model_config = _strict_config()
+    model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant", "system", "tool"] = Field(
         description="Who spoke: user (the customer), assistant (you or a human agent), "
@@ -162,7 +144,7 @@ class ChatMessage(BaseModel):
 class SuggestFilters(BaseModel):
     """Metadata conditions on candidates. The tenant is not here: the host sets it."""
 
-    model_config = _strict_config()
+    model_config = ConfigDict(extra="forbid")
 
     in_stock: bool | None = Field(default=None, description="Products in stock only (true).")
     price_min: float | None = Field(default=None, ge=0, description="Lowest product price.")
@@ -176,7 +158,7 @@ class SuggestFilters(BaseModel):
 class SuggestInput(BaseModel):
     """Arguments of suggest_content."""
 
-    model_config = _strict_config(SUGGEST_TOOL_NAME)
+    model_config = ConfigDict(extra="forbid", title=SUGGEST_TOOL_NAME)
 
     conversation: list[ChatMessage] | str = Field(
         description="The conversation so far, oldest first: a list of {role, content} "
@@ -228,7 +210,7 @@ FEEDBACK_EVENTS: dict[str, tuple[EventType, float | None]] = {
 class FeedbackInput(BaseModel):
     """Arguments of record_feedback."""
 
-    model_config = _strict_config(FEEDBACK_TOOL_NAME)
+    model_config = ConfigDict(extra="forbid", title=FEEDBACK_TOOL_NAME)
 
     item_id: str = Field(min_length=1, description="The suggestion's id from suggest_content.")
     action: FeedbackAction = Field(
@@ -250,6 +232,9 @@ class FeedbackOutput(BaseModel):
     event_type: EventType = Field(description="The history event written.")
     value: float | None = Field(default=None, description="1.0 helpful, 0.0 not helpful.")
     note: str
+
+    def as_text(self) -> str:
+        return self.note
 
 
 ErrorCode = Literal[
@@ -285,15 +270,32 @@ class ToolError(BaseModel):
 
     @classmethod
     def from_validation(cls, exc: ValidationError, tool: str) -> ToolError:
+        return cls.from_errors(exc.errors(include_url=False, include_input=False), tool)
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[Mapping[str, Any]], tool: str) -> ToolError:
+        """From pydantic-style error dicts (``loc``, ``msg``, ``type``)."""
         details = [
             FieldIssue(field=".".join(str(p) for p in err["loc"]) or "(arguments)",
-                       message=err["msg"])
-            for err in exc.errors(include_url=False, include_input=False)
+                       message=str(err["msg"]))
+            for err in errors
         ]
+        smuggled = [d.field for d, err in zip(details, errors, strict=True)
+                    if err["type"] == "extra_forbidden" and d.field in RESERVED_ARGUMENTS]
+        if smuggled:
+            return _reserved_error(smuggled)
         return cls(code="invalid_arguments",
                    message=f"The arguments of {tool} are invalid; fix the fields listed and "
                            "call again.",
                    details=details)
+
+
+def _reserved_error(names: list[str]) -> ToolError:
+    return ToolError(
+        code="reserved_argument",
+        message="The user, tenant and conversation are set by the application; call again "
+                "without them.",
+        details=[FieldIssue(field=name, message="not a tool argument") for name in names])
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,12 +396,7 @@ class ContractTool(Generic[InT, OutT]):
                              message="The arguments must be a JSON object.")
         reserved = sorted(RESERVED_ARGUMENTS & set(args))
         if reserved:
-            return ToolError(
-                code="reserved_argument",
-                message="The user, tenant and conversation are set by the application; "
-                        "call again without them.",
-                details=[FieldIssue(field=name, message="not a tool argument")
-                         for name in reserved])
+            return _reserved_error(reserved)
         try:
             return self.input_model.model_validate(dict(args))  # type: ignore[return-value]
         except ValidationError as exc:
@@ -525,6 +522,12 @@ class RecordFeedbackTool(ContractTool[FeedbackInput, FeedbackOutput]):
             raise ToolFailure(ToolError(code="rejected", message=str(exc))) from exc
         return FeedbackOutput(recorded=True, item_id=args.item_id, event_type=event_type,
                               value=value, note=f"Recorded {args.action} on {args.item_id}.")
+
+
+def warm_up(recommender: Recommender) -> None:
+    """Open the encoder and the index now, so a server's first call is not the slow one."""
+    recommender.encoder.encode_queries(["warm up"])
+    _ = recommender.index
 
 
 def contract_tools(recommender: Recommender, context: ToolContext | None = None,
