@@ -235,16 +235,28 @@ class ContentEncoder:
         path = self._model_ref or default_model_path()
         return SentenceTransformer(path, device=self.device)
 
+    def replace(self, **changes: Any) -> ContentEncoder:
+        """A copy with some constructor settings changed, sharing the loaded model.
+
+        E.g. ``encoder.replace(image_weight=0.8)``; changing ``model`` loads a new one.
+        """
+        settings: dict[str, Any] = {
+            "model": self._model_ref, "device": self.device, "batch_size": self.batch_size,
+            "cache": self.cache, "name": self.name, "image_weight": self.image_weight,
+            "fetch_image_urls": self.fetch_image_urls, "image_root": self.image_root,
+            "image_errors": self.image_errors,
+        }
+        unknown = set(changes) - set(settings)
+        if unknown:
+            raise TypeError(f"unknown ContentEncoder settings: {sorted(unknown)}")
+        twin = ContentEncoder(**(settings | changes))
+        if "model" not in changes and "device" not in changes:
+            twin._model = self._model
+        return twin
+
     def with_cache(self, cache: EmbeddingCache) -> ContentEncoder:
         """The same model (loaded once) and settings with another cache, e.g. per workspace."""
-        twin = ContentEncoder(
-            self._model_ref, device=self.device, batch_size=self.batch_size, cache=cache,
-            name=self.name, image_weight=self.image_weight,
-            fetch_image_urls=self.fetch_image_urls, image_root=self.image_root,
-            image_errors=self.image_errors,
-        )
-        twin._model = self._model
-        return twin
+        return self.replace(cache=cache)
 
     @property
     def dim(self) -> int:
