@@ -39,7 +39,9 @@ def build_tiny_clip(folder: str | Path, *, seed: int = 0) -> Path:
         CLIPProcessor,
         CLIPTokenizer,
     )
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     folder = Path(folder)
     vocab = _byte_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
