@@ -1,7 +1,9 @@
 """A content-addressed store of embeddings, so unchanged content is never encoded twice.
 
-Keys are SHA-256 hashes of (encoder name, content); values are float32 vectors. On disk it is a
-small SQLite file in the workspace; without a path it lives in memory.
+Keys are SHA-256 hashes of (encoder name, content); values are float32 vectors. Content is
+every input that shapes a vector: an item's text and, when its image is encoded, the image's
+bytes (not its path or URL, so a replaced photo re-encodes) and the fusion weight. On disk it is
+a small SQLite file in the workspace; without a path it lives in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import numpy as np
 
 
 def content_key(encoder_name: str, *parts: str | bytes) -> str:
-    """Hash of the encoder's name and every piece of content that shapes the vector."""
+    """Hash of the encoder's name and every piece of content that shapes the vector.
+
+    Each part is length-prefixed, so ``("ab", "c")`` and ``("a", "bc")`` never collide.
+    """
     digest = hashlib.sha256(encoder_name.encode())
     for part in parts:
         data = part.encode() if isinstance(part, str) else part

@@ -171,7 +171,9 @@ class ContentEncoder:
     all-MiniLM-L6-v2. Vectors are L2-normalised float32, so a dot product is a cosine.
 
     Images (``Product.image``) are encoded when the model supports them (a CLIP model) and fused
-    with the item's text by ``fuse`` with ``image_weight``. A text-only model skips them with
+    with the item's text by ``fuse`` with ``image_weight``. An item whose text holds no letter
+    or digit (say, title ``"-"``) is image-only: its vector is its image's. Text and images go
+    to the model in separate calls (it refuses mixed batches). A text-only model skips them with
     one ``ImagesSkippedWarning``; their ``image_alt`` is part of the text either way. Image URLs
     are fetched only with ``fetch_image_urls=True``; relative paths resolve against
     ``image_root`` (default: the working directory). An unreadable image is reported
@@ -386,8 +388,7 @@ class ContentEncoder:
 
     # -- model calls -------------------------------------------------------------------------
     def _encode_parts(self, parts: list[_ItemParts]) -> np.ndarray:
-        """Encode texts and images in separate model calls (the model refuses mixed batches),
-        then fuse each item's pair."""
+        """Encode texts and images in separate model calls, then fuse each item's pair."""
         pixels: dict[int, Image] = {}
         for i, p in enumerate(parts):
             if p.image is None:
