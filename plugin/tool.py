@@ -389,6 +389,9 @@ class ContractTool(Generic[InT, OutT]):
                 return ToolError(code="invalid_arguments",
                                  message=f"The arguments are not valid JSON: {exc.msg} at "
                                          f"character {exc.pos}.")
+            except (UnicodeDecodeError, RecursionError):
+                return ToolError(code="invalid_arguments",
+                                 message="The arguments are not valid UTF-8 JSON.")
         if args is None:
             args = {}
         if not isinstance(args, Mapping):
