@@ -1,0 +1,579 @@
+"""ReDial conversational recommendation benchmark (CRSLab-style protocol).
+
+    python benchmarks/redial.py --split-dev /work/shared/data/redial/kgsf_valid_data.jsonl \
+        --movies /work/shared/data/redial/movies_with_mentions.csv --out /tmp/redial.json
+    python benchmarks/redial.py --train TRAIN.jsonl --test TEST.jsonl --movies MOVIES.csv \
+        --out results.json
+
+Protocol. Dialogues are read in the original ReDial JSON format; consecutive messages of one
+speaker are merged into one turn (the seeker is the initiator, the recommender the
+respondent). Every recommender turn that mentions at least one movie (``@<movieId>``) and has
+a non-empty context is an example; the context is all earlier turns, each ``@id`` rendered as
+the movie's title. All movies of the movie file are ranked, and every movie the turn mentions
+is a target: recall@k is the share of targets ranked in the top k.
+
+* ``standard``: every target counts and every movie is ranked (what CRSLab reports).
+* ``dedup``: targets already mentioned in the context are dropped, and movies already
+  mentioned in the context are removed from the ranking (what a recommender that never
+  re-suggests what was just said would face; it is also what the plugin does, as it skips
+  items the conversation already names).
+
+Rankers, side by side:
+
+* ``popularity``: mentions in the training dialogues.
+* ``zero_shot``: the plugin's own path with no training: movies as products whose text is the
+  title, the context turns (seeker = user, recommender = assistant) mixed by
+  ``convrec.pipeline.conversation.build_query`` with the default ``SuggestSettings``, cosine.
+* ``hybrid``: a conditional-logit (softmax over all movies) of a handful of features, its few
+  weights fitted by maximum likelihood on the training dialogues with 5-fold cross-fitting
+  (every training example's features come from statistics of the other folds): popularity,
+  the zero-shot similarity, co-mentions learned from training dialogues (item-item), a
+  nearest-neighbour vote of training contexts (dialogue-kNN), title similarity to movies in the
+  context, and recency of a mention in the context.
+* ``model``: the trained sequence model (``convrec.model``), when it is installed and
+  ``--model`` is given.
+
+The gate: each recommender turn with a non-empty context is a decision; it is positive when
+the turn mentions a movie. ``gate_auc`` is the AUC of the plugin's gate score (the best
+zero-shot cosine); precision/recall are for the default ``Gate`` settings, and for a gate
+fitted on the training dialogues with ``fit_gate``.
+
+The data's licence forbids redistribution: this script reads it from where it lies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MENTION = re.compile(r"@(\d+)")
+KS = (1, 10, 50)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Turn:
+    role: str  # "seeker" | "recommender"
+    text: str  # raw text, movies as @id
+    mentions: list[str] = field(default_factory=list)  # movie ids, in order, unique
+
+
+@dataclass
+class Dialogue:
+    id: str
+    turns: list[Turn]
+
+
+@dataclass
+class Example:
+    """One recommender turn that mentions movies: predict them from the turns before it."""
+
+    dialogue: int  # index into the dialogue list
+    turn: int  # index of the recommender turn; the context is turns[:turn]
+    targets: list[str]
+    context_mentions: list[str]  # movies mentioned in the context, in order, unique
+
+
+def _unique(seq):
+    return list(dict.fromkeys(seq))
+
+
+def parse_dialogue(record: dict) -> Dialogue:
+    seeker = record.get("initiatorWorkerId")
+    turns: list[Turn] = []
+    last_sender = None
+    for msg in record["messages"]:
+        text = (msg.get("text") or "").strip()
+        if not text:
+            continue
+        sender = msg.get("senderWorkerId")
+        role = "seeker" if sender == seeker else "recommender"
+        if turns and sender == last_sender:
+            turns[-1].text += " " + text
+        else:
+            turns.append(Turn(role, text))
+        last_sender = sender
+    for turn in turns:
+        turn.mentions = _unique(MENTION.findall(turn.text))
+    return Dialogue(str(record.get("conversationId", "")), turns)
+
+
+def load_dialogues(path: str | Path) -> list[Dialogue]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(parse_dialogue(json.loads(line)))
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{path}:{line_no}: {exc}") from exc
+    return out
+
+
+def load_movies(path: str | Path) -> tuple[list[str], list[str]]:
+    """movieId and cleaned movieName of every movie, in file order."""
+    ids, titles = [], []
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            ids.append(str(row["movieId"]).strip())
+            titles.append(re.sub(r"\s+", " ", row["movieName"]).strip())
+    return ids, titles
+
+
+def make_examples(dialogues: Sequence[Dialogue]) -> list[Example]:
+    examples = []
+    for d, dialogue in enumerate(dialogues):
+        seen: list[str] = []
+        for t, turn in enumerate(dialogue.turns):
+            if turn.role == "recommender" and turn.mentions and t > 0:
+                examples.append(Example(d, t, list(turn.mentions), list(seen)))
+            seen = _unique(seen + turn.mentions)
+    return examples
+
+
+def render(text: str, titles: dict[str, str]) -> str:
+    """Replace each @id by the movie's title (what a reader of the chat would see)."""
+    return MENTION.sub(lambda m: titles.get(m.group(1), "a movie"), text)
+
+
+def split_dialogues(dialogues: Sequence[Dialogue], test_fraction: float = 0.2,
+                    seed: int = 0) -> tuple[list[Dialogue], list[Dialogue]]:
+    """Split by conversation (never inside one), reproducibly."""
+    order = list(range(len(dialogues)))
+    random.Random(seed).shuffle(order)
+    n_test = int(round(len(order) * test_fraction))
+    test = set(order[:n_test])
+    return ([d for i, d in enumerate(dialogues) if i not in test],
+            [d for i, d in enumerate(dialogues) if i in test])
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------
+def target_ranks(scores: np.ndarray, targets: Sequence[int], exclude: Sequence[int] = (),
+                 tiebreak: np.ndarray | None = None) -> list[int]:
+    """0-based rank of each target among all items, ``exclude`` removed from the ranking.
+
+    Ties are broken by ``tiebreak`` (lower first; default: item order), so a constant scorer
+    cannot look good by luck.
+    """
+    s = np.asarray(scores, dtype=np.float64).copy()
+    if len(exclude):
+        s[np.asarray(list(exclude), dtype=np.int64)] = -np.inf
+    tb = np.arange(len(s)) if tiebreak is None else np.asarray(tiebreak)
+    ranks = []
+    for t in targets:
+        st = s[t]
+        ranks.append(int(np.sum(s > st) + np.sum((s == st) & (tb < tb[t]))))
+    return ranks
+
+
+def recall_from_ranks(ranks: Sequence[int], ks: Sequence[int] = KS) -> dict[str, float]:
+    r = np.asarray(ranks)
+    out: dict[str, float] = {f"recall@{k}": float(np.mean(r < k)) if len(r) else float("nan")
+                             for k in ks}
+    out["n_targets"] = len(r)
+    return out
+
+
+def evaluate(scores: np.ndarray, examples: Sequence[Example], col: dict[str, int],
+             ks: Sequence[int] = KS, tiebreak: np.ndarray | None = None) -> dict[str, dict]:
+    """``scores[i]`` ranks every item for ``examples[i]``: standard and dedup recall@k."""
+    std: list[int] = []
+    ded: list[int] = []
+    for i, ex in enumerate(examples):
+        targets = [col[m] for m in ex.targets if m in col]
+        context = [col[m] for m in ex.context_mentions if m in col]
+        std += target_ranks(scores[i], targets, (), tiebreak)
+        in_context = set(context)
+        fresh = [t for t in targets if t not in in_context]
+        ded += target_ranks(scores[i], fresh, context, tiebreak)
+    return {"standard": recall_from_ranks(std, ks), "dedup": recall_from_ranks(ded, ks)}
+
+
+# ---------------------------------------------------------------------------------------------
+# encoding (cached on disk: the turns of 901 dialogues take minutes on a CPU)
+# ---------------------------------------------------------------------------------------------
+class TextVectors:
+    """Encode texts with the plugin's encoder, caching vectors in an EmbeddingCache."""
+
+    def __init__(self, encoder, cache_path: str | None):
+        from convrec.knowledge.cache import EmbeddingCache
+
+        self.encoder = encoder
+        self.cache = EmbeddingCache(cache_path) if cache_path else EmbeddingCache()
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        from convrec.knowledge.cache import content_key
+
+        keys = [content_key(self.encoder.name, "query", t) for t in texts]
+        found = self.cache.get_many(keys)
+        missing = _unique([t for t, k in zip(texts, keys, strict=True) if k not in found])
+        if missing:
+            vecs = self.encoder.encode_queries(missing)
+            fresh = {content_key(self.encoder.name, "query", t): v
+                     for t, v in zip(missing, vecs, strict=True)}
+            self.cache.put_many(fresh)
+            found.update(fresh)
+        return np.stack([found[k] for k in keys]).astype(np.float32)
+
+    def items(self, items) -> np.ndarray:
+        from convrec.knowledge.cache import content_key
+
+        keys = [content_key(self.encoder.name, "item", i.encoding_text()) for i in items]
+        found = self.cache.get_many(keys)
+        miss = [i for i, k in enumerate(keys) if k not in found]
+        if miss:
+            vecs = self.encoder.encode_items([items[i] for i in miss])
+            fresh = {keys[i]: v for i, v in zip(miss, vecs, strict=True)}
+            self.cache.put_many(fresh)
+            found.update(fresh)
+        return np.stack([found[k] for k in keys]).astype(np.float32)
+
+
+@dataclass
+class Encoded:
+    """Per-dialogue turn vectors and the movie (item) vectors."""
+
+    turn_vectors: list[np.ndarray]  # one [T, dim] per dialogue
+    item_vectors: np.ndarray  # [M, dim]
+
+
+def encode_all(dialogues: Sequence[Dialogue], movie_ids: list[str], titles: list[str],
+               vectors: TextVectors) -> Encoded:
+    from convrec.knowledge.items import Product
+
+    by_id = dict(zip(movie_ids, titles, strict=True))
+    texts = [render(t.text, by_id) for d in dialogues for t in d.turns]
+    flat = vectors.queries(texts) if texts else np.zeros((0, 384), np.float32)
+    out, pos = [], 0
+    for d in dialogues:
+        out.append(flat[pos:pos + len(d.turns)])
+        pos += len(d.turns)
+    items = [Product(id=f"m{m}", title=t) for m, t in zip(movie_ids, titles, strict=True)]
+    return Encoded(out, vectors.items(items))
+
+
+def context_query(dialogue: Dialogue, turn_vectors: np.ndarray, upto: int, settings,
+                  titles: dict[str, str] | None = None) -> np.ndarray:
+    """The plugin's query vector for the context ``turns[:upto]`` (build_query, same rules)."""
+    from convrec.pipeline.conversation import build_query
+    from convrec.types import Message
+
+    lo = max(0, upto - settings.max_turns)
+    turns = [Message(role="user" if t.role == "seeker" else "assistant",
+                     content=t.text) for t in dialogue.turns[lo:upto]]
+    return build_query(turns, turn_vectors[lo:upto], settings).vector
+
+
+def query_matrix(dialogues, enc: Encoded, examples, settings) -> np.ndarray:
+    return np.stack([context_query(dialogues[e.dialogue], enc.turn_vectors[e.dialogue], e.turn,
+                                   settings) for e in examples]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics learned from training dialogues, and the hybrid's features
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Stats:
+    pop: np.ndarray  # [M] dialogues mentioning each movie
+    co: np.ndarray  # [M, M] float32 co-mention counts (dense; 6,924^2 float32 = 190 MB)
+    knn_queries: np.ndarray  # [N, dim] context vectors of training examples
+    knn_targets: list[list[int]]
+
+
+def learn_stats(dialogues, enc: Encoded, examples, col, settings, dense_co: bool = True) -> Stats:
+    m = len(col)
+    pop = np.zeros(m, np.float32)
+    rows, cols = [], []
+    for d in dialogues:
+        movies = sorted({col[x] for t in d.turns for x in t.mentions if x in col})
+        for a in movies:
+            pop[a] += 1
+        for a in movies:
+            for b in movies:
+                if a != b:
+                    rows.append(a)
+                    cols.append(b)
+    from scipy.sparse import coo_matrix
+
+    co = coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(m, m)).tocsr()
+    q = query_matrix(dialogues, enc, examples, settings) if examples else np.zeros((0, 384))
+    targets = [[col[x] for x in e.targets if x in col] for e in examples]
+    return Stats(pop, co, q, targets)
+
+
+FEATURES = ("log_pop", "zero_shot_cos", "co_mention", "knn_vote", "title_sim_context",
+            "context_recency")
+
+
+def features(dialogues, enc: Encoded, examples: Sequence[Example], col, stats: Stats,
+             settings, knn_k: int = 40) -> np.ndarray:
+    """[N, M, F] float32 features (see FEATURES) of every movie for every example."""
+    n, m = len(examples), len(col)
+    x = np.zeros((n, m, len(FEATURES)), np.float32)
+    q = query_matrix(dialogues, enc, examples, settings)
+    x[:, :, 0] = np.log1p(stats.pop)[None, :]
+    x[:, :, 1] = q @ enc.item_vectors.T
+    sims = q @ stats.knn_queries.T if len(stats.knn_queries) else np.zeros((n, 0))
+    for i, ex in enumerate(examples):
+        ctx = [col[c] for c in ex.context_mentions if c in col]
+        if ctx:
+            # recency: the last mentioned counts most
+            w = 0.5 ** np.arange(len(ctx))[::-1]
+            co = np.asarray(stats.co[ctx].multiply(1.0).T @ w).ravel()
+            x[i, :, 2] = np.log1p(co)
+            x[i, :, 4] = (enc.item_vectors @ enc.item_vectors[ctx].T @ w) / w.sum()
+            for c, wc in zip(ctx, w, strict=True):
+                x[i, c, 5] = max(x[i, c, 5], wc)
+        if sims.shape[1]:
+            top = np.argpartition(-sims[i], min(knn_k, sims.shape[1] - 1))[:knn_k]
+            vote = np.zeros(m, np.float32)
+            for j in top:
+                s = max(float(sims[i, j]), 0.0) ** 3
+                for t in stats.knn_targets[j]:
+                    vote[t] += s
+            x[i, :, 3] = np.log1p(10 * vote)
+    return x
+
+
+def fit_conditional_logit(x: np.ndarray, examples, col, dedup: bool,
+                          l2: float = 1e-2) -> np.ndarray:
+    """Weights maximising sum over targets of log softmax(x @ w) over all (allowed) movies."""
+    from scipy.optimize import minimize
+
+    n, m, f = x.shape
+    target_rows, target_cols = [], []
+    mask = np.zeros((n, m), bool)
+    for i, ex in enumerate(examples):
+        ctx = {col[c] for c in ex.context_mentions if c in col}
+        for t in ex.targets:
+            if t in col and not (dedup and col[t] in ctx):
+                target_rows.append(i)
+                target_cols.append(col[t])
+        if dedup and ctx:
+            mask[i, list(ctx)] = True
+    tr, tc = np.array(target_rows), np.array(target_cols)
+    xf = x.reshape(n * m, f)
+
+    def loss(w):
+        z = (xf @ w.astype(np.float32)).reshape(n, m).astype(np.float64)
+        z[mask] = -np.inf
+        zmax = z.max(axis=1, keepdims=True)
+        e = np.exp(z - zmax)
+        e[mask] = 0.0
+        denom = e.sum(axis=1, keepdims=True)
+        lse = (np.log(denom) + zmax).ravel()
+        p = (e / denom).astype(np.float32)
+        val = -(z[tr, tc] - lse[tr]).sum()
+        counts = np.bincount(tr, minlength=n).astype(np.float32)
+        expected = (p * counts[:, None]).reshape(n * m) @ xf  # [F]
+        grad = -(x[tr, tc].sum(axis=0) - expected)
+        k = len(tr)
+        return val / k + l2 * float(w @ w), grad / k + 2 * l2 * w
+
+    res = minimize(loss, np.zeros(f), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 200})
+    return res.x.astype(np.float32)
+
+
+def cross_fitted_features(dialogues, enc, col, settings, folds: int = 5, seed: int = 0):
+    """Features of every training example, its statistics learned without its own fold."""
+    order = list(range(len(dialogues)))
+    random.Random(seed).shuffle(order)
+    fold_of = {d: i % folds for i, d in enumerate(order)}
+    all_examples = make_examples(dialogues)
+    xs, exs = [], []
+    for f in range(folds):
+        inside = [d for d in range(len(dialogues)) if fold_of[d] != f]
+        sub_d = [dialogues[d] for d in inside]
+        sub_enc = Encoded([enc.turn_vectors[d] for d in inside], enc.item_vectors)
+        stats = learn_stats(sub_d, sub_enc, make_examples(sub_d), col, settings)
+        held_ex = [e for e in all_examples if fold_of[e.dialogue] == f]
+        xs.append(features(dialogues, enc, held_ex, col, stats, settings))
+        exs += held_ex
+    return np.concatenate(xs), exs
+
+
+# ---------------------------------------------------------------------------------------------
+# the gate
+# ---------------------------------------------------------------------------------------------
+def gate_decisions(dialogues, enc: Encoded, settings) -> tuple[np.ndarray, np.ndarray]:
+    """(best zero-shot cosine, mentions-a-movie) for every recommender turn with context."""
+    scores, labels = [], []
+    for d, dialogue in enumerate(dialogues):
+        for t, turn in enumerate(dialogue.turns):
+            if turn.role != "recommender" or t == 0:
+                continue
+            q = context_query(dialogue, enc.turn_vectors[d], t, settings)
+            scores.append(float((enc.item_vectors @ q).max()))
+            labels.append(bool(turn.mentions))
+    return np.asarray(scores), np.asarray(labels)
+
+
+def gate_report(scores, labels, gate) -> dict[str, float]:
+    opened = np.array([gate.opens(float(s)) for s in scores])
+    tp = int((opened & labels).sum())
+    return {
+        "threshold": gate.threshold, "center": round(gate.center, 4),
+        "scale": round(gate.scale, 3),
+        "precision": tp / max(int(opened.sum()), 1),
+        "recall": tp / max(int(labels.sum()), 1),
+        "surface_rate": float(opened.mean()) if len(opened) else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the trained sequence model, if it has landed
+# ---------------------------------------------------------------------------------------------
+def model_scores(model_dir, dialogues, examples, movie_ids, titles):  # pragma: no cover
+    """Scores of the trained model; raises ImportError/NotImplementedError until it exists."""
+    raise NotImplementedError(
+        "convrec.model exposes no scoring entry point for a transcript over a given item set "
+        "yet; see the benchmark's report")
+
+
+# ---------------------------------------------------------------------------------------------
+def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None = None,
+        seed: int = 0, cache: str | None = None, test_fraction: float = 0.2,
+        model_dir: str | None = None) -> dict:
+    from convrec.knowledge.encoder import ContentEncoder
+    from convrec.pipeline.gate import Gate, auc, fit_gate
+    from convrec.settings import SuggestSettings
+
+    t0 = time.perf_counter()
+    if split_dev:
+        train, test = split_dialogues(load_dialogues(split_dev), test_fraction, seed)
+        source = {"split_dev": str(split_dev), "seed": seed, "test_fraction": test_fraction}
+    else:
+        train, test = load_dialogues(train_path), load_dialogues(test_path)
+        source = {"train": str(train_path), "test": str(test_path)}
+    movie_ids, titles = load_movies(movies_path)
+    col = {m: i for i, m in enumerate(movie_ids)}
+    tiebreak = np.random.default_rng(12345).permutation(len(movie_ids))
+    settings = SuggestSettings()
+
+    vectors = TextVectors(ContentEncoder(), cache)
+    both = train + test
+    enc_all = encode_all(both, movie_ids, titles, vectors)
+    enc_train = Encoded(enc_all.turn_vectors[:len(train)], enc_all.item_vectors)
+    enc_test = Encoded(enc_all.turn_vectors[len(train):], enc_all.item_vectors)
+    t_enc = time.perf_counter() - t0
+
+    train_ex, test_ex = make_examples(train), make_examples(test)
+    stats = learn_stats(train, enc_train, train_ex, col, settings)
+    x_test = features(test, enc_test, test_ex, col, stats, settings)
+    results: dict[str, dict] = {}
+    results["popularity"] = evaluate(x_test[:, :, 0], test_ex, col, tiebreak=tiebreak)
+    results["zero_shot"] = evaluate(x_test[:, :, 1], test_ex, col, tiebreak=tiebreak)
+
+    x_cv, ex_cv = cross_fitted_features(train, enc_train, col, settings, seed=seed)
+    weights = {}
+    hybrid: dict[str, dict] = {}
+    for mode in ("standard", "dedup"):
+        w = fit_conditional_logit(x_cv, ex_cv, col, dedup=(mode == "dedup"))
+        weights[mode] = dict(zip(FEATURES, (round(float(v), 4) for v in w), strict=True))
+        hybrid[mode] = evaluate(x_test @ w, test_ex, col, tiebreak=tiebreak)[mode]
+    results["hybrid"] = hybrid
+    del x_cv
+
+    if model_dir:
+        try:
+            results["model"] = evaluate(model_scores(model_dir, test, test_ex, movie_ids, titles),
+                                        test_ex, col, tiebreak=tiebreak)
+        except (ImportError, NotImplementedError) as exc:
+            results["model"] = {"error": str(exc)}
+
+    g_train = gate_decisions(train, enc_train, settings)
+    g_test = gate_decisions(test, enc_test, settings)
+    default_gate = Gate(settings.gate_center, settings.gate_scale, settings.threshold)
+    gate = {"auc": auc(g_test[0], g_test[1]), "n_decisions": int(len(g_test[1])),
+            "positive_rate": float(np.mean(g_test[1])),
+            "default": gate_report(*g_test, default_gate)}
+    try:
+        fitted = fit_gate(g_train[0], g_train[1], threshold=settings.threshold)
+        gate["fitted_on_train"] = gate_report(*g_test, fitted)
+    except ValueError as exc:
+        gate["fitted_on_train"] = {"error": str(exc)}
+
+    best = "hybrid"
+    out = {
+        "benchmark": "redial", "source": source, "movies": str(movies_path),
+        "n_train_dialogues": len(train), "n_test_dialogues": len(test),
+        "n_test_examples": len(test_ex), "n_movies": len(movie_ids),
+        "standard": results[best]["standard"], "dedup": results[best]["dedup"],
+        "ranker": best, "rankers": results, "hybrid_weights": weights,
+        "gate_auc": gate["auc"], "gate": gate,
+        "seconds": {"encode": round(t_enc, 1), "total": round(time.perf_counter() - t0, 1)},
+    }
+    if out_path:
+        Path(out_path).write_text(json.dumps(out, indent=2))
+    print_table(out)
+    return out
+
+
+def print_table(out: dict) -> None:
+    print(f"ReDial: {out['n_train_dialogues']} train / {out['n_test_dialogues']} test dialogues, "
+          f"{out['n_test_examples']} test turns, {out['n_movies']} movies ranked")
+    head = f"{'ranker':<12}" + "".join(f"{m + ' ' + k:>16}" for m in ("std", "dedup")
+                                       for k in ("R@1", "R@10", "R@50"))
+    print(head)
+    for name, res in out["rankers"].items():
+        if "error" in res:
+            print(f"{name:<12}  {res['error']}")
+            continue
+        row = f"{name:<12}"
+        for mode in ("standard", "dedup"):
+            for k in KS:
+                row += f"{res[mode][f'recall@{k}']:>16.3f}"
+        print(row)
+    print(f"targets: standard {out['standard']['n_targets']}, dedup {out['dedup']['n_targets']}")
+    g = out["gate"]
+    print(f"gate: AUC {g['auc']:.3f} on {g['n_decisions']} recommender turns "
+          f"({g['positive_rate']:.0%} mention a movie)")
+    for name in ("default", "fitted_on_train"):
+        r = g.get(name, {})
+        if "precision" in r:
+            print(f"  {name:<16} threshold {r['threshold']:.2f} (center {r['center']}, scale "
+                  f"{r['scale']}): precision {r['precision']:.3f} recall {r['recall']:.3f} "
+                  f"surfaces {r['surface_rate']:.0%}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--train")
+    p.add_argument("--test")
+    p.add_argument("--split-dev", help="one dialogue file, split by conversation into train/test")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--movies", required=True)
+    p.add_argument("--out")
+    p.add_argument("--cache", default=os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), "convrec-bench-vectors.sqlite"),
+        help="SQLite cache of text vectors ('' for none)")
+    p.add_argument("--model", help="trained model folder (convrec.model), optional")
+    a = p.parse_args(argv)
+    if not a.split_dev and not (a.train and a.test):
+        p.error("give --train and --test, or --split-dev FILE")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run(a.train, a.test, a.movies, a.out, split_dev=a.split_dev, seed=a.seed,
+        cache=a.cache or None, test_fraction=a.test_fraction, model_dir=a.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
