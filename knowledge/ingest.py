@@ -36,7 +36,8 @@ class IngestReport:
                 f"{self.encoded} encoded, {self.cache_hits} from cache; {self.seconds:.2f}s")
 
 
-Progress = Callable[[int], None]
+#: Called as ``progress(advance, total)`` while items are processed.
+Progress = Callable[[int, int], None]
 
 
 def ingest_items(
@@ -58,6 +59,7 @@ def ingest_items(
     """
     start = time.perf_counter()
     report = IngestReport()
+    total = len(items)
     sources = sources or {}
     by_tenant: dict[str, list[Article | Product]] = {}
     for item in items:
@@ -77,7 +79,7 @@ def ingest_items(
             else:
                 report.unchanged += 1
                 if progress:
-                    progress(1)
+                    progress(1, total)
                 continue
             todo.append(item)
         for begin in range(0, len(todo), batch_size):
@@ -91,7 +93,7 @@ def ingest_items(
                          extra=[{"source": sources.get(i.id, ""),
                                  "encoder": encoder.name} for i in batch])
             if progress:
-                progress(len(batch))
+                progress(len(batch), total)
         if prune_sources and (sources or read_roots):
             seen = {item.id for item in tenant_items}
             read_sources = set(read_roots) if read_roots is not None else set(sources.values())

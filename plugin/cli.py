@@ -32,7 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", type=Path, default=None,
                         help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)")
     parser.add_argument("--tenant", default=None, help="tenant of the items and users")
+    # The same options after the command name (`convrec demo --workspace W`) too.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", type=Path, default=argparse.SUPPRESS,
+                        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)")
+    common.add_argument("--tenant", default=argparse.SUPPRESS,
+                        help="tenant of the items and users")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("ingest", help="load articles and products into the index")
     p.add_argument("paths", nargs="+", type=Path,
@@ -142,14 +154,22 @@ def _recommender(args: argparse.Namespace, workspace: Path | None = None):
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from convrec.knowledge.loaders import load_items
-
     rec = _recommender(args)
-    total = len(load_items(args.paths, skip_invalid=True).items)
-    with tqdm(total=total, unit="item", desc="ingest", disable=total < 200,
-              file=sys.stderr) as bar:
+    bar: tqdm | None = None
+
+    def progress(advance: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # a bar only for long ingests
+            bar = tqdm(total=total, unit="item", desc="ingest", file=sys.stderr,
+                       disable=total < 200)
+        bar.update(advance)
+
+    try:
         report = rec.ingest(args.paths, skip_invalid=args.skip_invalid,
-                            prune=not args.no_prune, progress=bar.update)
+                            prune=not args.no_prune, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     print(report.summary())
     rejected = getattr(report, "rejected", [])
     if rejected:

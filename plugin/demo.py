@@ -43,6 +43,7 @@ def run_demo(workspace: Path | None = None, keep: bool = False, only: str | None
             print(f"no conversation with id {only!r}", file=sys.stderr)
             return 2
         for chat in chats:
+            rec.forget_user(chat.user_id)  # a replay starts from a clean history
             print(f"━━ {chat.title} ({chat.id}) " + "━" * max(0, WIDTH - len(chat.title) - 10),
                   file=out)
             for n, message in enumerate(chat.messages):

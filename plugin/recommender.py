@@ -133,7 +133,7 @@ class Recommender:
         tenant: str | None = None,
         skip_invalid: bool = False,
         prune: bool = True,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Load items from files/folders (or take Item objects) and bring the index up to date.
 
@@ -200,9 +200,12 @@ class Recommender:
         hits = self._candidates(query.vector, query.focus, where)
         skip = self._already_shown(user_id, conversation_id, tenant)
         skip |= linked_item_ids(turns, [h.item for h in hits])
+        hide_sold_out = where.in_stock is None and not s.include_out_of_stock
         candidates = [
             Candidate(h.item, float(h.vector @ query.vector), h.vector)
-            for h in hits if h.item.id not in skip
+            for h in hits
+            if h.item.id not in skip
+            and not (hide_sold_out and isinstance(h.item, Product) and not h.item.in_stock)
         ]
         if not candidates:
             return self._silent("No item matches the filters that is not already shown.", 0.0,

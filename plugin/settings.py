@@ -24,12 +24,12 @@ class SuggestSettings(BaseModel):
     gate_scale: float = Field(
         default=14.0, gt=0, description="Steepness of the cosine -> relevance curve.")
     min_item_relevance: float = Field(
-        default=0.3, ge=0, le=1,
+        default=0.5, ge=0, le=1,
         description="Once surfacing, drop items whose own relevance is below this.")
     user_weight: float = Field(default=1.0, ge=0, description="Weight of user turns.")
     assistant_weight: float = Field(default=0.3, ge=0, description="Weight of assistant turns.")
     recency_half_life: float = Field(
-        default=1.5, gt=0, description="Turns after which a turn's weight halves.")
+        default=3.0, gt=0, description="Turns after which a turn's weight halves.")
     max_turns: int = Field(default=8, ge=1, description="Most recent turns that are read.")
     candidates: int = Field(default=50, ge=1, description="Candidates fetched before rules.")
     mmr_lambda: float = Field(
@@ -38,6 +38,10 @@ class SuggestSettings(BaseModel):
         default=0.5, ge=0,
         description="With a trained model: weight of its score against content similarity "
                     "when ranking (0 = content only). The gate always reads content relevance.")
+    include_out_of_stock: bool = Field(
+        default=False,
+        description="Suggest products that are out of stock (unless a filter asks for them, "
+                    "they are left out).")
     default_k: int = Field(default=3, ge=1, le=10)
     max_per_kind: int | None = Field(
         default=None, ge=1, description="At most this many suggestions of one kind.")
