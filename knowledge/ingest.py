@@ -69,11 +69,13 @@ def ingest_items(
     for tenant, tenant_items in by_tenant.items():
         stored = index.fingerprints(tenant)
         todo = []
+        vector_keys = {item.id: encoder.item_key(item) for item in tenant_items}
         for item in tenant_items:
             old = stored.get(item.id)
             if old is None:
                 report.added.append(item.id)
             elif (old.get("content_hash") != item.content_hash()
+                  or old.get("vector_key") != vector_keys[item.id]  # e.g. a replaced image
                   or old.get("source", "") != sources.get(item.id, "")):
                 report.updated.append(item.id)
             else:
@@ -90,8 +92,8 @@ def ingest_items(
             report.cache_hits += hits
             report.encoded += len(batch) - hits
             index.upsert(batch, vectors,
-                         extra=[{"source": sources.get(i.id, ""),
-                                 "encoder": encoder.name} for i in batch])
+                         extra=[{"source": sources.get(i.id, ""), "encoder": encoder.name,
+                                 "vector_key": vector_keys[i.id]} for i in batch])
             if progress:
                 progress(len(batch), total)
         if prune_sources and (sources or read_roots):

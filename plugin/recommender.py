@@ -72,7 +72,11 @@ class Recommender:
                     from convrec.knowledge.encoder import ContentEncoder
 
                     cache = EmbeddingCache(self.settings.workspace / "embeddings.sqlite")
-                    self._encoder = ContentEncoder(self.settings.encoder_model, cache=cache)
+                    self._encoder = ContentEncoder(
+                        self.settings.encoder_model, cache=cache,
+                        image_weight=self.settings.image_weight,
+                        fetch_image_urls=self.settings.fetch_image_urls,
+                        image_root=self.settings.image_root)
         return self._encoder
 
     @property

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     encoder_model: str | None = Field(
         default=None,
         description="sentence-transformers model name or folder; None = packaged MiniLM.")
+    image_weight: float = Field(
+        default=0.5, ge=0, le=1,
+        description="With a CLIP-style encoder: share of the image in a product's vector.")
+    fetch_image_urls: bool = Field(
+        default=False, description="Download product images given as http(s) URLs.")
+    image_root: Path | None = Field(
+        default=None, description="Folder that relative product image paths start from.")
     chroma_url: str | None = Field(
         default=None, description="Chroma server URL; None = PersistentClient in workspace.")
     collection: str = "convrec-items"

@@ -324,3 +324,19 @@ def test_image_references(tmp_path):
     assert read_image_bytes(to_data_uri(square(BLUE))) == square(BLUE)
     with pytest.raises(ImageLoadError, match="invalid base64"):
         read_image_bytes("data:image/png;base64,@@@")
+
+
+def test_reingest_notices_a_replaced_image_file(clip, tmp_path):
+    """The record (path, text) is unchanged, but the picture at the path is new."""
+    from convrec.recommender import Recommender
+
+    photo = tmp_path / "kettle.png"
+    photo.write_bytes(square(BLUE))
+    clip = clip.replace(image_root=tmp_path)
+    rec = Recommender(workspace=tmp_path / "ws", encoder=clip)
+    item = product("kettle", "Kettle", image="kettle.png")
+    assert rec.ingest([item]).encoded == 1
+    assert rec.ingest([item]).unchanged == 1
+    photo.write_bytes(square(RED))
+    report = rec.ingest([item])
+    assert report.updated == ["kettle"] and report.encoded == 1
