@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import sys
 
 import pytest
@@ -96,3 +98,39 @@ async def test_stdio_server_subprocess(world_workspace, tmp_path):
     assert feedback.structured_content["event_type"] == "dismiss"
     with HistoryStore(workspace / "history.sqlite") as store:
         assert [e.type for e in store.history("u-stdio").events] == ["dismiss"]
+
+
+async def test_streamable_http_takes_identity_from_host_headers(world):
+    import threading
+
+    import httpx2
+    import uvicorn
+    from mcp.client.streamable_http import streamable_http_client
+
+    app = create_mcp_server(world, user_id="u-default",
+                            identity_headers=True).streamable_http_app()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        headers = {"X-User-Id": "u-header", "X-Conversation-Id": "chat-h"}
+        async with httpx2.AsyncClient(headers=headers) as http, \
+                streamable_http_client(f"http://127.0.0.1:{port}/mcp",
+                                       http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool("record_feedback", {"item_id": "shipping-delays",
+                                                                 "action": "purchased"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert result.structured_content["recorded"] is True
+    (event,) = world.history("u-header").events
+    assert (event.type, event.conversation_id) == ("purchase", "chat-h")
+    assert world.history("u-default").events == []
