@@ -28,7 +28,6 @@ from convrec.pipeline.personalize import (
     Step,
     has_checkpoint,
     live_steps,
-    standardize,
 )
 from convrec.pipeline.rules import Candidate, linked_item_ids, mmr
 from convrec.settings import Settings
@@ -114,8 +113,7 @@ class Recommender:
             with self._lock:
                 model_dir = self.settings.resolved_model_dir
                 if has_checkpoint(model_dir):
-                    self._personalizer = Personalizer.from_dir(
-                        model_dir, self.encoder.name, self.encoder.dim)
+                    self._personalizer = Personalizer.from_dir(model_dir, self.encoder)
                 else:
                     self._personalizer = False
         return self._personalizer or None
@@ -266,8 +264,9 @@ class Recommender:
                      user_id: str | None, tenant: str) -> list[Candidate]:
         """Rerank by content similarity plus the trained model's score (when there is one).
 
-        The model's scores are standardised and put on the spread of the content scores, so
-        ``model_weight`` means the same whatever the model's scale."""
+        Both are read as log-odds: the conversation's through the gate's calibrated slope, the
+        model's as the logits it was trained to produce (softmax over the catalogue). A confident
+        model moves items a lot, an unsure one barely; ``model_weight`` scales its say."""
         personalizer = self.personalizer
         weight = self.settings.suggest.model_weight
         if personalizer is None or weight == 0 or len(candidates) < 2:
@@ -277,16 +276,21 @@ class Recommender:
             for entry in self.history_store.timeline(user_id, tenant=tenant,
                                                      limit=personalizer.loaded.config.max_len):
                 if entry.kind == "turn":
+                    if not personalizer.reads_turns:
+                        continue
                     role = "user_turn" if entry.role == "user" else "assistant_turn"
                     steps.append(Step(role, entry.ts, text=entry.text))
                 else:
                     steps.append(Step(entry.type, entry.ts, item_id=entry.item_id))
-        steps += live_steps(turns)
+        if personalizer.reads_turns:
+            steps += live_steps(turns)
         model = personalizer.scores(steps, lambda st: self._step_vectors(st, tenant),
                                     [c.item.id for c in candidates],
                                     np.stack([c.vector for c in candidates]))
         content = np.array([c.score for c in candidates], dtype=np.float32)
-        combined = content + weight * standardize(model) * float(content.std())
+        # A product of experts in log-odds: the gate's slope turns cosine into log-odds, the
+        # model's scores are softmax logits; back on the cosine scale for MMR.
+        combined = content + weight * (model - model.mean()) / self.settings.suggest.gate_scale
         return [Candidate(c.item, float(v), c.vector) for c, v in zip(candidates, combined,
                                                                        strict=True)]
 

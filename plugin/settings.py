@@ -35,9 +35,10 @@ class SuggestSettings(BaseModel):
     mmr_lambda: float = Field(
         default=0.75, ge=0, le=1, description="1 = pure relevance, 0 = pure diversity.")
     model_weight: float = Field(
-        default=0.5, ge=0,
+        default=1.0, ge=0,
         description="With a trained model: weight of its score against content similarity "
-                    "when ranking (0 = content only). The gate always reads content relevance.")
+                    "when ranking (0 = content only, 1 = equal say). The gate always reads "
+                    "content relevance.")
     include_out_of_stock: bool = Field(
         default=False,
         description="Suggest products that are out of stock (unless a filter asks for them, "

@@ -308,6 +308,7 @@ def train_from_files(
         "valid": result.best_valid,
         "n_users": len(corpus.sequences),
         "n_events": len(events),
+        "event_types": sorted({e.type for e in events}),  # serving feeds only these token types
         "items_path": str(items_path),
         "events_path": str(events_path),
     }

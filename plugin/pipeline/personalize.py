@@ -22,10 +22,6 @@ from convrec.types import Message
 CHECKPOINT_META = "model.json"
 
 
-class EncoderMismatchError(RuntimeError):
-    """The checkpoint was trained on vectors from another encoder."""
-
-
 @dataclass
 class Step:
     """One token of a user's sequence: a turn (text) or an item event (item id)."""
@@ -43,23 +39,34 @@ def has_checkpoint(model_dir: Path) -> bool:
 class Personalizer:
     """Scores candidates for one user's sequence with a loaded checkpoint."""
 
-    def __init__(self, loaded: Any, encoder_name: str, encoder_dim: int):
-        if loaded.encoder and loaded.encoder != encoder_name:
-            raise EncoderMismatchError(
-                f"the model was trained on vectors of encoder {loaded.encoder!r} but the "
-                f"workspace encodes with {encoder_name!r}; retrain it or configure that encoder")
-        if loaded.config.use_content and loaded.content_dim != encoder_dim:
-            raise EncoderMismatchError(
-                f"the model expects {loaded.content_dim}-dimensional content vectors, the "
-                f"encoder gives {encoder_dim}")
+    def __init__(self, loaded: Any, encoder: Any):
+        if loaded.config.use_content:
+            # Vectors from another encoder would be served as nonsense: refuse them.
+            recorded = loaded.metadata.get("encoder_identity") or loaded.encoder
+            if recorded:
+                encoder.check_compatible(recorded)
+            if loaded.content_dim != encoder.dim:
+                from convrec.knowledge.encoder import EncoderMismatchError
+
+                raise EncoderMismatchError(
+                    f"the model expects {loaded.content_dim}-dimensional content vectors, "
+                    f"the encoder gives {encoder.dim}")
         self.loaded = loaded
         self._row = {item_id: i + 1 for i, item_id in enumerate(loaded.item_ids)}
 
+    @property
+    def reads_turns(self) -> bool:
+        """Whether the model was trained on conversation turns. A model trained on behaviour
+        alone has never seen a turn token; feeding it the live chat would only add noise (the
+        conversation still chooses the candidates through content similarity)."""
+        trained = self.loaded.metadata.get("event_types") or ()
+        return "user_turn" in trained or "assistant_turn" in trained
+
     @classmethod
-    def from_dir(cls, model_dir: Path, encoder_name: str, encoder_dim: int) -> Personalizer:
+    def from_dir(cls, model_dir: Path, encoder: Any) -> Personalizer:
         from convrec.model.checkpoint import load_checkpoint
 
-        return cls(load_checkpoint(model_dir), encoder_name, encoder_dim)
+        return cls(load_checkpoint(model_dir), encoder)
 
     def scores(
         self,
@@ -99,8 +106,3 @@ class Personalizer:
 def live_steps(turns: Sequence[Message]) -> list[Step]:
     return [Step("user_turn" if t.role == "user" else "assistant_turn", t.ts, text=t.content)
             for t in turns]
-
-
-def standardize(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std())
-    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
