@@ -99,3 +99,14 @@ def test_http_api_script(workspace):
     assert '"id":"shipping-delays"' in done.stdout
     assert '"recorded":true' in done.stdout
     assert '"code":"invalid_arguments"' in done.stdout
+
+
+def test_adapter_latency_benchmark_runs(workspace, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "adapter_latency", EXAMPLES.parent / "benchmarks" / "adapter_latency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--workspace", str(workspace), "-n", "2", "--warmup", "1",
+                         "--rounds", "1"])
+    assert set(report["adapters"]) == {"direct", "contract", "langchain", "openai", "mcp", "http"}
+    assert all(row["median_ms"] > 0 for row in report["adapters"].values())
