@@ -6,7 +6,9 @@
 
 Each tool answers ``(content, artifact)`` (``response_format="content_and_artifact"``): the
 content is short text for the model with every item's id and URL, the artifact is the full
-output record (``ToolMessage.artifact``) for the application.
+output record (``ToolMessage.artifact``) for the application. A failed call (bad arguments,
+unknown item, ...) is a ``ToolMessage`` with ``status="error"`` whose content is the
+contract's ``ToolError`` as text, e.g. ``Error (invalid_arguments): ... [k: ...]``.
 
 The user id, tenant and conversation are bound when the tools are built, never taken from
 the model: the argument schema has no such fields and a call that sends them is refused with
@@ -19,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 try:
-    from langchain_core.tools import BaseTool, StructuredTool
+    from langchain_core.tools import BaseTool, StructuredTool, ToolException
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     from convrec.adapters._optional import missing_extra
 
@@ -46,11 +48,16 @@ def as_langchain_tool(contract: ContractTool) -> StructuredTool:
 
     def run(**kwargs: Any) -> tuple[str, dict[str, Any]]:
         result = contract.call(kwargs)
+        if isinstance(result, ToolError):  # -> ToolMessage(status="error", content=text)
+            raise ToolException(result.as_text())
         return result.as_text(), result.model_dump(mode="json")  # type: ignore[attr-defined]
 
     def on_invalid(exc: ValidationError) -> str:
         # LangChain validates against args_schema before ``run``; answer in the same shape.
         return ToolError.from_validation(exc, contract.name).as_text()
+
+    def on_error(exc: ToolException) -> str:
+        return str(exc)
 
     return StructuredTool.from_function(
         func=run,
@@ -59,6 +66,7 @@ def as_langchain_tool(contract: ContractTool) -> StructuredTool:
         args_schema=contract.input_model,
         response_format="content_and_artifact",
         handle_validation_error=on_invalid,
+        handle_tool_error=on_error,
     )
 
 

@@ -212,9 +212,18 @@ class FeedbackInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title=FEEDBACK_TOOL_NAME)
 
-    item_id: str = Field(min_length=1, description="The suggestion's id from suggest_content.")
+    item_id: str = Field(description="The suggestion's id from suggest_content.")
     action: FeedbackAction = Field(
         description="clicked, dismissed, purchased, helpful or not_helpful.")
+
+    @field_validator("item_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Checked here rather than as ``minLength``: strict function calling rejects string
+        # length keywords in a schema.
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
 
     @field_validator("action", mode="before")
     @classmethod

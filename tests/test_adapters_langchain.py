@@ -79,5 +79,13 @@ def test_feedback_records_for_the_bound_user(world, tools):
     assert (event.type, event.value, event.conversation_id) == ("rate", 1.0, "chat-1")
 
 
+def test_contract_errors_are_error_messages(world, tools):
+    message = _call(tools[1], {"item_id": "no-such-item", "action": "clicked"})
+    assert message.status == "error" and message.content.startswith("Error (unknown_item)")
+    message = _call(tools[0], {"conversation": [{"role": "user", "content": "x" * 20_001}]})
+    assert message.status == "error" and "conversation_too_large" in message.content
+    assert world.history("u-1").events == []
+
+
 def test_feedback_tool_needs_a_user(world):
     assert [t.name for t in langchain_tools(world)] == ["suggest_content"]

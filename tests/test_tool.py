@@ -53,13 +53,15 @@ def _objects(schema: Any):
 @pytest.mark.parametrize("tool_cls", [SuggestContentTool, RecordFeedbackTool])
 def test_input_schema_is_strict_mode_compatible(tool_cls):
     schema = strict_schema(tool_cls.input_model)
-    assert "$ref" not in json.dumps(schema) and "$defs" not in schema
+    assert "$defs" not in schema
     objects = list(_objects(schema))
     assert objects
     for obj in objects:
         assert obj["additionalProperties"] is False
         assert sorted(obj["required"]) == sorted(obj["properties"])
         assert all("default" not in prop for prop in obj["properties"].values())
+    for keyword in ("minLength", "maxLength", "$ref", "title"):  # outside the strict subset
+        assert f'"{keyword}"' not in json.dumps(schema)
 
 
 def test_host_context_is_not_in_the_schema():
@@ -221,6 +223,8 @@ def test_feedback_errors(world, tools):
     assert isinstance(err, ToolError) and err.code == "unknown_item"
     err = feedback.call({"item_id": "shipping-delays", "action": "loved"})
     assert isinstance(err, ToolError) and err.code == "invalid_arguments"
+    err = feedback.call({"item_id": "  ", "action": "clicked"})
+    assert isinstance(err, ToolError) and err.details[0].field == "item_id"
     err = RecordFeedbackTool(world).call({"item_id": "shipping-delays", "action": "clicked"})
     assert isinstance(err, ToolError) and err.code == "no_user"
     assert world.history("u-1").events == []
