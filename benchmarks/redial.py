@@ -54,6 +54,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +86,7 @@ class Example:
     turn: int  # index of the recommender turn; the context is turns[:turn]
     targets: list[str]
     context_mentions: list[str]  # movies mentioned in the context, in order, unique
+    context_by_seeker: list[str] = field(default_factory=list)  # those the seeker named
 
 
 def _unique(seq):
@@ -138,10 +140,13 @@ def make_examples(dialogues: Sequence[Dialogue]) -> list[Example]:
     examples = []
     for d, dialogue in enumerate(dialogues):
         seen: list[str] = []
+        by_seeker: list[str] = []
         for t, turn in enumerate(dialogue.turns):
             if turn.role == "recommender" and turn.mentions and t > 0:
-                examples.append(Example(d, t, list(turn.mentions), list(seen)))
+                examples.append(Example(d, t, list(turn.mentions), list(seen), list(by_seeker)))
             seen = _unique(seen + turn.mentions)
+            if turn.role == "seeker":
+                by_seeker = _unique(by_seeker + turn.mentions)
     return examples
 
 
@@ -251,6 +256,8 @@ class Encoded:
 
     turn_vectors: list[np.ndarray]  # one [T, dim] per dialogue
     item_vectors: np.ndarray  # [M, dim]
+    rich_vectors: np.ndarray | None = None  # [M, dim] title + genres + abstract, if known
+    has_metadata: np.ndarray | None = None  # [M] 1.0 where metadata was found
 
 
 def encode_all(dialogues: Sequence[Dialogue], movie_ids: list[str], titles: list[str],
@@ -266,6 +273,51 @@ def encode_all(dialogues: Sequence[Dialogue], movie_ids: list[str], titles: list
         pos += len(d.turns)
     items = [Product(id=f"m{m}", title=t) for m, t in zip(movie_ids, titles, strict=True)]
     return Encoded(out, vectors.items(items))
+
+
+def _title_key(title: str) -> tuple[str, str] | None:
+    """(normalised name, year) of 'Name (1999)' or MovieLens' 'Name, The (1999)'."""
+    m = re.match(r"(.*)\((\d{4})\)\s*$", title.lower().strip())
+    if not m:
+        return None
+    name = re.sub(r"\s*\(.*?\)\s*$", "", m.group(1).strip())  # MovieLens a.k.a. titles
+    article = re.match(r"(.*), (the|a|an)$", name)
+    if article:
+        name = f"{article.group(2)} {article.group(1)}"
+    name = re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", "", name)).strip()
+    return name, m.group(2)
+
+
+def movie_metadata(movie_ids, titles, movielens_dir) -> dict[str, tuple[str, str]]:
+    """movieId -> (genres, abstract) for the movies matched in MovieLens-1M by title + year."""
+    root = Path(movielens_dir)
+    by_key: dict = {}
+    with open(root / "movies.dat", encoding="latin-1") as fh:
+        for line in fh:
+            parts = line.rstrip("\n").split("::")
+            if len(parts) == 3:
+                by_key[_title_key(parts[1])] = (parts[0], parts[2].replace("|", ", "))
+    abstracts = {}
+    if (root / "dbpedia_abstracts.json").exists():
+        abstracts = json.loads((root / "dbpedia_abstracts.json").read_text(encoding="utf-8"))
+    out = {}
+    for mid, title in zip(movie_ids, titles, strict=True):
+        hit = by_key.get(_title_key(title))
+        if hit:
+            out[mid] = (hit[1], abstracts.get(hit[0], ""))
+    return out
+
+
+def rich_movie_vectors(movie_ids, titles, movielens_dir, vectors: TextVectors):
+    """Movie vectors from title + genres (category) + abstract (description), as products."""
+    from convrec.knowledge.items import Product
+
+    meta = movie_metadata(movie_ids, titles, movielens_dir)
+    items = [Product(id=f"m{m}", title=t, category=meta[m][0] if m in meta else None,
+                     description=meta[m][1] if m in meta else "")
+             for m, t in zip(movie_ids, titles, strict=True)]
+    has = np.array([1.0 if m in meta else 0.0 for m in movie_ids], np.float32)
+    return vectors.items(items), has
 
 
 def context_query(dialogue: Dialogue, turn_vectors: np.ndarray, upto: int, settings,
@@ -291,63 +343,100 @@ def query_matrix(dialogues, enc: Encoded, examples, settings) -> np.ndarray:
 @dataclass
 class Stats:
     pop: np.ndarray  # [M] dialogues mentioning each movie
-    co: np.ndarray  # [M, M] float32 co-mention counts (dense; 6,924^2 float32 = 190 MB)
+    pop_rec: np.ndarray  # [M] recommender turns mentioning each movie
+    co: Any  # [M, M] scipy CSR: dialogues in which both movies are mentioned
     knn_queries: np.ndarray  # [N, dim] context vectors of training examples
     knn_targets: list[list[int]]
+    profiles: np.ndarray  # [M, dim] mean context vector of the examples naming each movie
 
 
-def learn_stats(dialogues, enc: Encoded, examples, col, settings, dense_co: bool = True) -> Stats:
+def learn_stats(dialogues, enc: Encoded, examples, col, settings) -> Stats:
+    """What the training dialogues teach: popularity, co-mentions, contexts per movie."""
+    from scipy.sparse import coo_matrix
+
     m = len(col)
     pop = np.zeros(m, np.float32)
+    pop_rec = np.zeros(m, np.float32)
     rows, cols = [], []
     for d in dialogues:
         movies = sorted({col[x] for t in d.turns for x in t.mentions if x in col})
+        for t in d.turns:
+            if t.role == "recommender":
+                for x in t.mentions:
+                    if x in col:
+                        pop_rec[col[x]] += 1
         for a in movies:
             pop[a] += 1
-        for a in movies:
             for b in movies:
                 if a != b:
                     rows.append(a)
                     cols.append(b)
-    from scipy.sparse import coo_matrix
-
     co = coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(m, m)).tocsr()
-    q = query_matrix(dialogues, enc, examples, settings) if examples else np.zeros((0, 384))
+    dim = enc.item_vectors.shape[1]
+    q = (query_matrix(dialogues, enc, examples, settings) if examples
+         else np.zeros((0, dim), np.float32))
     targets = [[col[x] for x in e.targets if x in col] for e in examples]
-    return Stats(pop, co, q, targets)
+    profiles = np.zeros((m, dim), np.float32)
+    for qi, ts in zip(q, targets, strict=True):
+        for t in ts:
+            profiles[t] += qi
+    norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+    profiles = np.where(norms > 0, profiles / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    return Stats(pop, pop_rec, co, q, targets, profiles)
 
 
-FEATURES = ("log_pop", "zero_shot_cos", "co_mention", "knn_vote", "title_sim_context",
-            "context_recency")
+FEATURES = ("log_pop", "log_pop_recommender", "zero_shot_cos", "co_mention", "co_cosine",
+            "co_from_seeker", "knn_vote", "profile_cos", "title_sim_context",
+            "context_recency", "named_by_seeker")
+#: Extra features when movie metadata (MovieLens genres + DBpedia abstract) is given.
+RICH_FEATURES = ("rich_cos", "has_metadata")
 
 
 def features(dialogues, enc: Encoded, examples: Sequence[Example], col, stats: Stats,
              settings, knn_k: int = 40) -> np.ndarray:
-    """[N, M, F] float32 features (see FEATURES) of every movie for every example."""
+    """[N, M, F] float32 features (FEATURES, then RICH_FEATURES if any) for every example."""
     n, m = len(examples), len(col)
-    x = np.zeros((n, m, len(FEATURES)), np.float32)
+    rich = enc.rich_vectors is not None
+    names = FEATURES + (RICH_FEATURES if rich else ())
+    f = {name: i for i, name in enumerate(names)}
+    x = np.zeros((n, m, len(names)), np.float32)
     q = query_matrix(dialogues, enc, examples, settings)
-    x[:, :, 0] = np.log1p(stats.pop)[None, :]
-    x[:, :, 1] = q @ enc.item_vectors.T
+    x[:, :, f["log_pop"]] = np.log1p(stats.pop)[None, :]
+    x[:, :, f["log_pop_recommender"]] = np.log1p(stats.pop_rec)[None, :]
+    x[:, :, f["zero_shot_cos"]] = q @ enc.item_vectors.T
+    x[:, :, f["profile_cos"]] = q @ stats.profiles.T
+    if rich:
+        x[:, :, f["rich_cos"]] = q @ enc.rich_vectors.T
+        x[:, :, f["has_metadata"]] = enc.has_metadata[None, :]
     sims = q @ stats.knn_queries.T if len(stats.knn_queries) else np.zeros((n, 0))
+    norm = 1.0 / np.sqrt(np.maximum(stats.pop, 1.0))
     for i, ex in enumerate(examples):
         ctx = [col[c] for c in ex.context_mentions if c in col]
         if ctx:
             # recency: the last mentioned counts most
             w = 0.5 ** np.arange(len(ctx))[::-1]
-            co = np.asarray(stats.co[ctx].multiply(1.0).T @ w).ravel()
-            x[i, :, 2] = np.log1p(co)
-            x[i, :, 4] = (enc.item_vectors @ enc.item_vectors[ctx].T @ w) / w.sum()
+            rows = stats.co[ctx]
+            co = np.asarray(rows.T @ w).ravel()
+            x[i, :, f["co_mention"]] = np.log1p(co)
+            x[i, :, f["co_cosine"]] = np.asarray(rows.T @ (w * norm[ctx])).ravel() * norm
+            seeker = {col[c] for c in ex.context_by_seeker if c in col}
+            ws = np.array([wc if c in seeker else 0.0 for c, wc in zip(ctx, w, strict=True)])
+            if ws.any():
+                x[i, :, f["co_from_seeker"]] = np.log1p(np.asarray(rows.T @ ws).ravel())
+            x[i, :, f["title_sim_context"]] = (enc.item_vectors @ enc.item_vectors[ctx].T @ w
+                                               ) / w.sum()
             for c, wc in zip(ctx, w, strict=True):
-                x[i, c, 5] = max(x[i, c, 5], wc)
+                x[i, c, f["context_recency"]] = max(x[i, c, f["context_recency"]], wc)
+                if c in seeker:
+                    x[i, c, f["named_by_seeker"]] = 1.0
         if sims.shape[1]:
             top = np.argpartition(-sims[i], min(knn_k, sims.shape[1] - 1))[:knn_k]
             vote = np.zeros(m, np.float32)
             for j in top:
-                s = max(float(sims[i, j]), 0.0) ** 3
+                s_ = max(float(sims[i, j]), 0.0) ** 3
                 for t in stats.knn_targets[j]:
-                    vote[t] += s
-            x[i, :, 3] = np.log1p(10 * vote)
+                    vote[t] += s_
+            x[i, :, f["knn_vote"]] = np.log1p(10 * vote)
     return x
 
 
@@ -391,6 +480,28 @@ def fit_conditional_logit(x: np.ndarray, examples, col, dedup: bool,
     return res.x.astype(np.float32)
 
 
+def choose_blend(base: np.ndarray, extra: np.ndarray, examples, col, dedup: bool,
+                 betas=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0)) -> float:
+    """The weight of ``extra`` added to ``base`` logits that maximises the log-likelihood of
+    the examples' targets (full softmax over the allowed movies)."""
+    best, best_ll = 0.0, -np.inf
+    for beta in betas:
+        z = (base + beta * extra).astype(np.float64)
+        ll = 0.0
+        for i, ex in enumerate(examples):
+            ctx = {col[c] for c in ex.context_mentions if c in col}
+            zi = z[i].copy()
+            if dedup and ctx:
+                zi[list(ctx)] = -np.inf
+            lse = np.log(np.exp(zi - zi.max()).sum()) + zi.max()
+            for t in ex.targets:
+                if t in col and not (dedup and col[t] in ctx):
+                    ll += zi[col[t]] - lse
+        if ll > best_ll:
+            best, best_ll = float(beta), ll
+    return best
+
+
 def cross_fitted_features(dialogues, enc, col, settings, folds: int = 5, seed: int = 0):
     """Features of every training example, its statistics learned without its own fold."""
     order = list(range(len(dialogues)))
@@ -401,7 +512,8 @@ def cross_fitted_features(dialogues, enc, col, settings, folds: int = 5, seed: i
     for f in range(folds):
         inside = [d for d in range(len(dialogues)) if fold_of[d] != f]
         sub_d = [dialogues[d] for d in inside]
-        sub_enc = Encoded([enc.turn_vectors[d] for d in inside], enc.item_vectors)
+        sub_enc = Encoded([enc.turn_vectors[d] for d in inside], enc.item_vectors,
+                          enc.rich_vectors, enc.has_metadata)
         stats = learn_stats(sub_d, sub_enc, make_examples(sub_d), col, settings)
         held_ex = [e for e in all_examples if fold_of[e.dialogue] == f]
         xs.append(features(dialogues, enc, held_ex, col, stats, settings))
@@ -438,19 +550,112 @@ def gate_report(scores, labels, gate) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# the trained sequence model, if it has landed
+# the trained sequence model (convrec.model)
 # ---------------------------------------------------------------------------------------------
-def model_scores(model_dir, dialogues, examples, movie_ids, titles):  # pragma: no cover
-    """Scores of the trained model; raises ImportError/NotImplementedError until it exists."""
-    raise NotImplementedError(
-        "convrec.model exposes no scoring entry point for a transcript over a given item set "
-        "yet; see the benchmark's report")
+def _dialogue_sequence(dialogue: Dialogue, col, turn_row0: int):
+    """Tokens of one dialogue for convrec.model, and where each turn's tokens start.
+
+    A movie mentioned in a turn is an item event placed *before* that turn's text token
+    (recommender mention = ``view``, seeker mention = ``rate``), so the text that names a
+    movie never precedes the prediction of that movie.
+    """
+    from convrec.model.config import EVENT_TYPE_INDEX
+
+    rows, items, types, starts = [], [], [], []
+    for t, turn in enumerate(dialogue.turns):
+        starts.append(len(rows))
+        for m in turn.mentions:
+            if m in col:
+                rows.append(col[m] + 1)
+                items.append(col[m] + 1)
+                types.append(EVENT_TYPE_INDEX["view" if turn.role == "recommender" else "rate"])
+        rows.append(turn_row0 + t)
+        items.append(0)
+        types.append(EVENT_TYPE_INDEX["user_turn" if turn.role == "seeker" else "assistant_turn"])
+    return rows, items, types, starts
+
+
+def sequence_model_scores(train, test, enc_train: Encoded, enc_test: Encoded, col,
+                          test_examples, *, seed: int = 0, max_seconds: float = 900.0,
+                          train_examples=None):
+    """Train convrec's sequential model on ``train`` dialogues; score every movie per example.
+
+    Each dialogue is one user's sequence (turn tokens with their MiniLM vectors, movie mentions
+    as item events). 10% of the training dialogues are held out for early stopping (NDCG@10
+    of their recommender mentions). Returns (scores [N, M], training summary).
+    """
+    import torch
+
+    from convrec.model.config import ModelConfig, TrainConfig
+    from convrec.model.data import Example as SeqExample
+    from convrec.model.data import FeatureTables, UserSequence, example_batches
+    from convrec.model.network import time_gap_buckets
+    from convrec.model.train import train as train_model
+
+    m = len(col)
+    turn_vecs = [*enc_train.turn_vectors, *enc_test.turn_vectors]
+    content = np.vstack([np.zeros((1, enc_train.item_vectors.shape[1]), np.float32),
+                         enc_train.item_vectors, *turn_vecs]).astype(np.float32)
+    dialogues = [*train, *test]
+    seqs, starts, row0 = [], [], 1 + m
+    for i, d in enumerate(dialogues):
+        rows, items, types, st = _dialogue_sequence(d, col, row0)
+        row0 += len(turn_vecs[i])
+        seqs.append(UserSequence(d.id or str(i), np.array(rows, np.int64),
+                                 np.array(items, np.int64), np.array(types, np.int64),
+                                 time_gap_buckets([10.0 * j for j in range(len(rows))])))
+        starts.append(st)
+    n_train = len(train)
+    order = list(range(n_train))
+    random.Random(seed).shuffle(order)
+    held = set(order[: max(1, n_train // 10)])
+    fit_seqs = [seqs[i] for i in range(n_train) if i not in held]
+    valid = []
+    for e in make_examples([train[i] for i in sorted(held)]):
+        i = sorted(held)[e.dialogue]
+        for t in e.targets:
+            if t in col and starts[i][e.turn] > 0:
+                valid.append(SeqExample(seqs[i].prefix(starts[i][e.turn]), col[t] + 1))
+
+    seen = np.unique(np.concatenate([s.item for s in fit_seqs]))
+    seen = seen[seen > 0]
+    id_index = np.zeros(m + 1, np.int64)
+    id_index[seen] = np.arange(1, len(seen) + 1)
+    tables = FeatureTables(torch.from_numpy(content), torch.from_numpy(id_index))
+    mc = ModelConfig(n_items=len(seen) + 1, content_dim=content.shape[1])
+    tc = TrainConfig(progress=False, max_seconds=max_seconds, seed=seed, patience=5)
+    result = train_model(mc, tc, tables, fit_seqs, valid)
+    model = result.model.eval()
+
+    def score(examples):
+        out = np.zeros((len(examples), m), np.float32)
+        with torch.no_grad():
+            reps = model.item_representations(tables.item_content(mc.use_content),
+                                              tables.id_index)
+            pos = 0
+            for batch in example_batches(examples, 256, mc.max_len):
+                state = model.user_state(*tables.inputs(batch, mc.use_content))
+                out[pos:pos + len(state)] = (state @ reps[1:].T).numpy()
+                pos += len(state)
+        return out
+
+    out = score([SeqExample(seqs[n_train + e.dialogue].prefix(
+        starts[n_train + e.dialogue][e.turn]), 1) for e in test_examples])
+    # the held-out training dialogues (never trained on): for blending weights
+    held_idx = [j for j, e in enumerate(train_examples or []) if e.dialogue in held]
+    held_scores = score([SeqExample(seqs[train_examples[j].dialogue].prefix(
+        starts[train_examples[j].dialogue][train_examples[j].turn]), 1) for j in held_idx])
+    summary = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "seconds": round(result.seconds, 1), "valid": result.best_valid,
+               "n_train_sequences": len(fit_seqs), "n_valid_examples": len(valid),
+               "n_id_items": int(len(seen)), "model_config": mc.to_dict()}
+    return out, summary, held_idx, held_scores
 
 
 # ---------------------------------------------------------------------------------------------
 def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None = None,
         seed: int = 0, cache: str | None = None, test_fraction: float = 0.2,
-        model_dir: str | None = None) -> dict:
+        sequence_model: bool = False, movielens: str | None = None) -> dict:
     from convrec.knowledge.encoder import ContentEncoder
     from convrec.pipeline.gate import Gate, auc, fit_gate
     from convrec.settings import SuggestSettings
@@ -470,33 +675,61 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
     vectors = TextVectors(ContentEncoder(), cache)
     both = train + test
     enc_all = encode_all(both, movie_ids, titles, vectors)
-    enc_train = Encoded(enc_all.turn_vectors[:len(train)], enc_all.item_vectors)
-    enc_test = Encoded(enc_all.turn_vectors[len(train):], enc_all.item_vectors)
+    if movielens:
+        enc_all.rich_vectors, enc_all.has_metadata = rich_movie_vectors(
+            movie_ids, titles, movielens, vectors)
+    enc_train = Encoded(enc_all.turn_vectors[:len(train)], enc_all.item_vectors,
+                        enc_all.rich_vectors, enc_all.has_metadata)
+    enc_test = Encoded(enc_all.turn_vectors[len(train):], enc_all.item_vectors,
+                       enc_all.rich_vectors, enc_all.has_metadata)
     t_enc = time.perf_counter() - t0
 
     train_ex, test_ex = make_examples(train), make_examples(test)
     stats = learn_stats(train, enc_train, train_ex, col, settings)
     x_test = features(test, enc_test, test_ex, col, stats, settings)
     results: dict[str, dict] = {}
-    results["popularity"] = evaluate(x_test[:, :, 0], test_ex, col, tiebreak=tiebreak)
-    results["zero_shot"] = evaluate(x_test[:, :, 1], test_ex, col, tiebreak=tiebreak)
+    names = FEATURES + (RICH_FEATURES if movielens else ())
+    fi = {name: i for i, name in enumerate(names)}
+    results["popularity"] = evaluate(x_test[:, :, fi["log_pop"]], test_ex, col,
+                                     tiebreak=tiebreak)
+    results["zero_shot"] = evaluate(x_test[:, :, fi["zero_shot_cos"]], test_ex, col,
+                                    tiebreak=tiebreak)
+    if movielens:
+        results["zero_shot_rich"] = evaluate(x_test[:, :, fi["rich_cos"]], test_ex, col,
+                                             tiebreak=tiebreak)
 
     x_cv, ex_cv = cross_fitted_features(train, enc_train, col, settings, seed=seed)
-    weights = {}
+    weights, logits = {}, {}
     hybrid: dict[str, dict] = {}
     for mode in ("standard", "dedup"):
         w = fit_conditional_logit(x_cv, ex_cv, col, dedup=(mode == "dedup"))
-        weights[mode] = dict(zip(FEATURES, (round(float(v), 4) for v in w), strict=True))
+        weights[mode] = dict(zip(names, (round(float(v), 4) for v in w), strict=True))
+        logits[mode] = w
         hybrid[mode] = evaluate(x_test @ w, test_ex, col, tiebreak=tiebreak)[mode]
     results["hybrid"] = hybrid
-    del x_cv
 
-    if model_dir:
+    model_summary = None
+    if sequence_model:
         try:
-            results["model"] = evaluate(model_scores(model_dir, test, test_ex, movie_ids, titles),
-                                        test_ex, col, tiebreak=tiebreak)
-        except (ImportError, NotImplementedError) as exc:
-            results["model"] = {"error": str(exc)}
+            # ex_cv is in fold order; the model needs examples indexed by training dialogue
+            scores, model_summary, held_idx, held_scores = sequence_model_scores(
+                train, test, enc_train, enc_test, col, test_ex, seed=seed,
+                train_examples=ex_cv)
+            results["sequence_model"] = evaluate(scores, test_ex, col, tiebreak=tiebreak)
+            blend: dict[str, dict] = {}
+            betas = {}
+            for mode in ("standard", "dedup"):
+                held_x = x_cv[held_idx] @ logits[mode]
+                held_ex = [ex_cv[j] for j in held_idx]
+                beta = choose_blend(held_x, held_scores, held_ex, col, mode == "dedup")
+                betas[mode] = beta
+                blend[mode] = evaluate(x_test @ logits[mode] + beta * scores, test_ex, col,
+                                       tiebreak=tiebreak)[mode]
+            results["hybrid+sequence_model"] = blend
+            model_summary["blend_beta"] = betas
+        except ImportError as exc:  # convrec.model not installed
+            results["sequence_model"] = {"error": str(exc)}
+    del x_cv
 
     g_train = gate_decisions(train, enc_train, settings)
     g_test = gate_decisions(test, enc_test, settings)
@@ -517,6 +750,8 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
         "n_test_examples": len(test_ex), "n_movies": len(movie_ids),
         "standard": results[best]["standard"], "dedup": results[best]["dedup"],
         "ranker": best, "rankers": results, "hybrid_weights": weights,
+        "movie_metadata": str(movielens) if movielens else None,
+        "sequence_model": model_summary,
         "gate_auc": gate["auc"], "gate": gate,
         "seconds": {"encode": round(t_enc, 1), "total": round(time.perf_counter() - t0, 1)},
     }
@@ -565,13 +800,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", default=os.path.join(
         os.environ.get("TMPDIR", "/tmp"), "convrec-bench-vectors.sqlite"),
         help="SQLite cache of text vectors ('' for none)")
-    p.add_argument("--model", help="trained model folder (convrec.model), optional")
+    p.add_argument("--sequence-model", action="store_true",
+                   help="also train convrec's sequential model on the training dialogues")
+    p.add_argument("--movielens", help="MovieLens-1M folder (movies.dat, dbpedia_abstracts.json)"
+                   ": adds genres and abstracts to the movies it matches by title and year")
     a = p.parse_args(argv)
     if not a.split_dev and not (a.train and a.test):
         p.error("give --train and --test, or --split-dev FILE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run(a.train, a.test, a.movies, a.out, split_dev=a.split_dev, seed=a.seed,
-        cache=a.cache or None, test_fraction=a.test_fraction, model_dir=a.model)
+        cache=a.cache or None, test_fraction=a.test_fraction, sequence_model=a.sequence_model,
+        movielens=a.movielens)
     return 0
 
 
