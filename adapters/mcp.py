@@ -53,6 +53,7 @@ __all__ = ["IDENTITY_HEADERS", "ServerState", "create_mcp_server", "run_server"]
 IDENTITY_HEADERS = {"user_id": "x-user-id", "tenant": "x-tenant",
                     "conversation_id": "x-conversation-id"}
 
+
 @dataclass
 class ServerState:
     """What the lifespan opens once: the engine and the contract tools on it."""

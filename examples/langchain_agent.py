@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import uuid
 from typing import Any
 
 from langchain.agents import create_agent
@@ -61,8 +62,9 @@ class ScriptedChatModel(BaseChatModel):
 
 
 def ask(rec: Recommender, question: str, *, user_id: str = "demo-user",
-        conversation_id: str = "demo-chat") -> dict[str, Any]:
+        conversation_id: str | None = None) -> dict[str, Any]:
     """One agent turn; the user and conversation are bound by us, never by the model."""
+    conversation_id = conversation_id or f"chat-{uuid.uuid4().hex[:8]}"
     model = ScriptedChatModel()
     tools = langchain_tools(rec, user_id=user_id, conversation_id=conversation_id)
     agent = create_agent(model, tools=tools, system_prompt=SYSTEM)
