@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forget", help="remove everything stored about a user")
     p.add_argument("user")
 
-    p = sub.add_parser("train", help="train the sequence model")
-    p.add_argument("--items", type=Path, required=True, help="items file (JSONL)")
-    p.add_argument("--events", type=Path, required=True, help="events file (JSONL or CSV)")
+    p = sub.add_parser("train", help="train the sequence model (on files, or on the "
+                                     "workspace's history and items)")
+    p.add_argument("--items", type=Path, default=None, help="items file (JSONL)")
+    p.add_argument("--events", type=Path, default=None, help="events file (JSONL)")
     p.add_argument("--out", type=Path, default=None, help="model folder (default: workspace)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -294,16 +295,26 @@ def _forget(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from convrec import training
 
-    out = args.out or _recommender(args).settings.resolved_model_dir
+    if (args.items is None) != (args.events is None):
+        raise CliError("give both --items and --events, or neither (to train on the "
+                       "workspace's history)")
+    rec = _recommender(args)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     train_config = None
     if overrides:
         from convrec.model import TrainConfig
 
         train_config = TrainConfig(**overrides)
-    report = training.train_from_files(args.items, args.events, out,
-                                       train_config=train_config, use_all=args.use_all)
-    print(report)
+    if args.items is None:
+        report = rec.train(use_all=args.use_all, train_config=train_config)
+    else:
+        out = args.out or rec.settings.resolved_model_dir
+        report = training.train_from_files(args.items, args.events, out,
+                                           train_config=train_config, use_all=args.use_all)
+    print(f"trained on {report.n_users} users, {report.n_events} events, "
+          f"{report.n_items} items in {report.seconds:.1f}s "
+          f"(best epoch {report.best_epoch} of {report.epochs_run}); "
+          f"validation {report.valid or 'not held out (--all)'}; saved to {report.out_dir}")
     return 0
 
 

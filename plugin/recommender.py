@@ -375,6 +375,51 @@ class Recommender:
         """Remove everything about a user; returns the number of rows deleted."""
         return self.history_store.forget_user(user_id, tenant=tenant or self.settings.tenant)
 
+    # -- training -----------------------------------------------------------------------------
+    def export_training_files(self, folder: str | Path, tenant: str | None = None
+                              ) -> tuple[Path, Path]:
+        """Write the tenant's items and every user's timeline (turns and item events) as the
+        items and events files that ``convrec train`` reads."""
+        import json
+
+        tenant = tenant or self.settings.tenant
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        items_path, events_path = folder / "items.jsonl", folder / "events.jsonl"
+        with items_path.open("w", encoding="utf-8") as out:
+            for meta in self.index.fingerprints(tenant).values():
+                out.write(meta["item"] + "\n")
+        store = self.history_store
+        with events_path.open("w", encoding="utf-8") as out:
+            for user in store.users(tenant):
+                for entry in store.timeline(user, tenant=tenant):
+                    row: dict[str, Any] = {"user": user, "ts": entry.ts.isoformat()}
+                    if entry.kind == "turn":
+                        if entry.role not in ("user", "assistant"):
+                            continue
+                        row |= {"type": f"{entry.role}_turn", "text": entry.text}
+                    else:
+                        row |= {"type": entry.type, "item": entry.item_id}
+                        if entry.value is not None:
+                            row["value"] = entry.value
+                    out.write(json.dumps(row) + "\n")
+        return items_path, events_path
+
+    def train(self, *, use_all: bool = True, tenant: str | None = None, **options: Any):
+        """Train the sequence model on the stored history and items, write the checkpoint to
+        the model folder, and use it from the next ``suggest``. ``use_all=False`` holds out
+        each user's last item event (for an honest ``evaluate``)."""
+        import tempfile
+
+        from convrec.training import train_from_files
+
+        with tempfile.TemporaryDirectory() as tmp:
+            items, events = self.export_training_files(tmp, tenant)
+            report = train_from_files(items, events, self.settings.resolved_model_dir,
+                                      encoder=self.encoder, use_all=use_all, **options)
+        self.reload_model()
+        return report
+
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         if self._history is not None:

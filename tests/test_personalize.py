@@ -97,3 +97,37 @@ def test_a_checkpoint_from_another_encoder_is_refused(rec):
     rec.reload_model()
     with pytest.raises(EncoderMismatchError, match="else-encoder"):
         rec.suggest(ASK, user_id="x")
+
+
+def test_train_on_the_workspace_history(tmp_path, minilm):
+    """History logged through the facade trains the model that the next suggest uses."""
+    from convrec.knowledge.cache import EmbeddingCache
+    from convrec.knowledge.items import parse_item
+    from convrec.types import Message
+
+    rec = Recommender(workspace=tmp_path / "ws", encoder=minilm.with_cache(EmbeddingCache()))
+    rec.ingest([parse_item(i) for i in BAGS + TENTS])
+    rng = random.Random(3)
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for u in range(60):
+        c = rng.choice(COLOURS)
+        t = start + timedelta(hours=u)
+        rec.log_message(f"u{u}", Message(role="user", content="hello", ts=t))
+        rec.log_event(Event(user_id=f"u{u}", item_id=f"bag-{c}", type="view",
+                            ts=t + timedelta(minutes=1)))
+        rec.log_event(Event(user_id=f"u{u}", item_id=f"tent-{c}", type="purchase",
+                            ts=t + timedelta(minutes=2)))
+    items, events = rec.export_training_files(tmp_path / "export")
+    assert len(events.read_text().splitlines()) == 180
+    report = rec.train(model_config=ModelConfig(n_items=0, d_model=32, n_layers=1, max_len=8,
+                                                dropout=0.0),
+                       train_config=TrainConfig(epochs=40, batch_size=32, lr=5e-3,
+                                                progress=False, seed=1))
+    assert report.n_users == 60 and rec.personalizer is not None
+    assert rec.personalizer.reads_turns
+    rec.log_event(Event(user_id="shopper", item_id="bag-green", type="view"))
+    top = rec.suggest(ASK, user_id="shopper", kinds=["product"], k=4).suggestions
+    assert top[0].id == "tent-green", [s.id for s in top]
+    rec.close()
