@@ -194,8 +194,9 @@ def decisions_from_history(
     """(raw scores, labels) of the surfacing decisions logged in a history store.
 
     A decision is one surfaced suggestion list (the impressions of one conversation logged at
-    one time); its score is the rank-1 relevance mapped back through ``gate``, the gate that
-    was in force. It is positive when the user clicked, read, bought, ... any of its items
+    one time); its score is the list's highest relevance (what the gate read: the best content
+    match, whatever rank a personalised re-ranking gave it), mapped back through ``gate``, the
+    gate that was in force. It is positive when the user clicked, read, bought, ... any of its items
     within ``window`` afterwards (in the same conversation when the event names one); a
     dismissal or no reaction is negative (``unanswered="skip"`` leaves decisions without any
     feedback out instead).
@@ -220,7 +221,6 @@ def decisions_from_history(
             liked = any(e.type in positive for e in reactions)
             if not reactions and unanswered == "skip":
                 continue
-            top = min(imps, key=lambda i: i.rank)
-            scores.append(gate.score_of(top.score))
+            scores.append(gate.score_of(max(i.score for i in imps)))
             labels.append(liked)
     return scores, labels
