@@ -225,7 +225,7 @@ RUNNERS: dict[str, Callable[[Split, int, dict], dict]] = {
 }
 
 
-def configs(quick: bool, max_minutes: float) -> tuple[ModelConfig, TrainConfig]:
+def configs(quick: bool, max_minutes: float, schedule: str) -> tuple[ModelConfig, TrainConfig]:
     if quick:
         model = ModelConfig(n_items=0, d_model=32, max_len=50, dropout=0.2, use_time=False)
         return model, TrainConfig(epochs=3, batch_size=128, lr=2e-3, num_threads=2)
@@ -234,6 +234,7 @@ def configs(quick: bool, max_minutes: float) -> tuple[ModelConfig, TrainConfig]:
         epochs=400,
         batch_size=64,
         lr=2e-3,
+        lr_schedule=schedule,  # type: ignore[arg-type]
         patience=5,
         eval_every=2,
         max_seconds=max_minutes * 60,
@@ -247,7 +248,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     if args.quick:
         seqs = seqs[:1000]
     split = leave_one_out(seqs)
-    model, tc = configs(args.quick, args.max_minutes)
+    model, tc = configs(args.quick, args.max_minutes, args.lr_schedule)
     opts = {"data": args.data, "abstracts": args.abstracts, "model": model, "train": tc}
     if method in ("zero_shot", "ours_content"):
         item_vectors(item_texts(args.data, n_items, args.abstracts))  # encode outside the clock
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         "--abstracts", action="store_true", help="add DBpedia abstracts to item text"
     )
     parser.add_argument("--max-minutes", type=float, default=28.0, help="training budget per model")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     parser.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method, in-process
     args = parser.parse_args(argv)
 
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
             part = Path(tmp) / "result.json"
             cmd = [sys.executable, __file__, "--method", method, "--out", str(part)]
             cmd += ["--data", str(args.data), "--max-minutes", str(args.max_minutes)]
+            cmd += ["--lr-schedule", args.lr_schedule]
             cmd += ["--quick"] * args.quick + ["--abstracts"] * args.abstracts
             print(f"== {method}", flush=True)
             # Idle OpenMP threads sleep instead of spinning: on shared cores, spinning threads

@@ -208,6 +208,15 @@ def test_sampled_softmax_training_learns(cycles):
     assert evaluate(result.model, _tables(), cycles.test)["hr@10"] >= 0.9
 
 
+def test_cosine_schedule_anneals_to_zero(cycles):
+    mc, tc = _configs()
+    tc = replace(tc, epochs=20, lr_schedule="cosine")
+    result = train(mc, tc, _tables(), cycles.train, cycles.valid)
+    lrs = [row["lr"] for row in result.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.02 * tc.lr
+    assert evaluate(result.model, _tables(), cycles.test)["hr@10"] >= 0.95
+
+
 def test_same_seed_same_scores(cycles):
     mc, tc = _configs(dropout=0.2)
     tc = replace(tc, epochs=3)

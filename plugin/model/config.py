@@ -62,12 +62,20 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """How to train. ``loss="full"`` is softmax over the whole catalogue (SASRec+);
-    ``"sampled"`` draws ``n_negatives`` uniform negatives per batch with log-q correction."""
+    """How to train.
+
+    ``loss="full"`` is softmax over the whole catalogue (SASRec+); ``"sampled"`` shares
+    ``n_negatives`` negatives per batch, drawn by target frequency, with log-q correction.
+    ``lr_schedule="cosine"`` anneals the learning rate to 0 over ``epochs`` or, when set,
+    ``max_seconds`` (whichever ends first). Runs are repeatable for a given seed unless
+    ``max_seconds`` is set, which depends on the wall clock. ``progress`` shows a bar on a
+    terminal and one line per epoch.
+    """
 
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
     loss: Literal["full", "sampled"] = "full"
     n_negatives: int = 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -115,6 +116,7 @@ def train(
     stale = 0
     epoch = 0
     n_batches = -(-len(sequences) // tc.batch_size)
+    total_steps, step = tc.epochs * n_batches, 0
     for epoch in range(1, tc.epochs + 1):
         model.train()
         total, steps = 0.0, 0
@@ -123,9 +125,16 @@ def train(
             total=n_batches,
             desc=f"epoch {epoch}",
             leave=False,
-            disable=not tc.progress,
+            disable=None if tc.progress else True,  # None: a bar on terminals only
         )
         for batch in bar:
+            if tc.lr_schedule == "cosine":
+                done = step / total_steps
+                if tc.max_seconds:
+                    done = max(done, (time.perf_counter() - start) / tc.max_seconds)
+                for group in optimizer.param_groups:
+                    group["lr"] = tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+            step += 1
             hidden = model(*tables.inputs(batch, use_content))
             has_target = batch.target > 0
             hidden, target = hidden[has_target], batch.target[has_target]
@@ -140,6 +149,7 @@ def train(
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}")
         row = {"epoch": float(epoch), "loss": total / max(steps, 1)}
+        row["lr"] = optimizer.param_groups[0]["lr"]
         elapsed = time.perf_counter() - start
         out_of_time = tc.max_seconds is not None and elapsed >= tc.max_seconds
         if valid and (epoch % tc.eval_every == 0 or epoch == tc.epochs or out_of_time):
