@@ -1,9 +1,10 @@
 """Event sequences, the leave-one-out split, and padded batches.
 
-A ``SequenceDataset`` holds one ``UserSequence`` per user plus a content table: row 0 is the zero
-vector, rows 1..N are the catalogue's item vectors (catalogue index i = row i), and later rows
-hold conversation-turn vectors. Catalogue index i has id-embedding row ``id_index[i]``
-(0 when the item has no id embedding, e.g. it was never seen in training).
+A ``UserSequence`` holds one user's events; ``FeatureTables`` the lookups they index: a content
+table (row 0 is the zero vector, rows 1..N the catalogue's item vectors, so catalogue index i
+is row i, and later rows hold the vectors of conversation turns and searches) and ``id_index``,
+the id-embedding row of each catalogue index (0 when the item has no id embedding, e.g. it was
+never seen in training).
 """
 
 from __future__ import annotations
@@ -65,18 +66,6 @@ class Example:
 
 
 @dataclass
-class SequenceDataset:
-    sequences: list[UserSequence]
-    content: np.ndarray  # [R, C] float32
-    item_ids: list[str]  # catalogue index i <-> item_ids[i - 1]
-    id_index: np.ndarray  # [N + 1] catalogue index -> id-embedding row
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-
-@dataclass
 class Split:
     train: list[UserSequence]
     valid: list[Example]
@@ -117,9 +106,6 @@ class Batch:
     mask: Tensor
     target: Tensor
     seen: Tensor | None = None
-
-    def item_idx(self, id_index: Tensor) -> Tensor:
-        return id_index[self.item]
 
 
 def _pad(rows: list[np.ndarray], length: int) -> Tensor:
@@ -203,13 +189,6 @@ class FeatureTables:
 
     content: Tensor  # [R, C]
     id_index: Tensor  # [N + 1]
-
-    @classmethod
-    def from_dataset(cls, dataset: SequenceDataset) -> FeatureTables:
-        return cls(
-            torch.from_numpy(np.asarray(dataset.content, dtype=np.float32)),
-            torch.from_numpy(np.asarray(dataset.id_index, dtype=np.int64)),
-        )
 
     @property
     def n_items(self) -> int:
