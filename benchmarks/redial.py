@@ -3,7 +3,7 @@
     python benchmarks/redial.py --split-dev /work/shared/data/redial/kgsf_valid_data.jsonl \
         --movies /work/shared/data/redial/movies_with_mentions.csv --out /tmp/redial.json
     python benchmarks/redial.py --train TRAIN.jsonl --test TEST.jsonl --movies MOVIES.csv \
-        --out results.json
+        --out results.json [--movielens /work/shared/data/movielens-1m] [--sequence-model]
 
 Protocol. Dialogues are read in the original ReDial JSON format; consecutive messages of one
 speaker are merged into one turn (the seeker is the initiator, the recommender the
@@ -24,14 +24,21 @@ Rankers, side by side:
 * ``zero_shot``: the plugin's own path with no training: movies as products whose text is the
   title, the context turns (seeker = user, recommender = assistant) mixed by
   ``convrec.pipeline.conversation.build_query`` with the default ``SuggestSettings``, cosine.
-* ``hybrid``: a conditional-logit (softmax over all movies) of a handful of features, its few
-  weights fitted by maximum likelihood on the training dialogues with 5-fold cross-fitting
-  (every training example's features come from statistics of the other folds): popularity,
-  the zero-shot similarity, co-mentions learned from training dialogues (item-item), a
-  nearest-neighbour vote of training contexts (dialogue-kNN), title similarity to movies in the
-  context, and recency of a mention in the context.
-* ``model``: the trained sequence model (``convrec.model``), when it is installed and
-  ``--model`` is given.
+* ``zero_shot_rich`` (with ``--movielens DIR``): the same with each movie's text enriched by
+  MovieLens-1M genres and DBpedia abstract where the title and year match (27% of mentions).
+* ``hybrid``: a conditional-logit (softmax over all movies) of a dozen features, its weights
+  fitted by maximum likelihood on the training dialogues with 5-fold cross-fitting (every
+  training example's features come from statistics of the other folds; one fit for
+  ``standard``, one for ``dedup``): popularity (all mentions and recommender mentions), the
+  zero-shot similarity, co-mentions learned from training dialogues (raw, cosine-normalised,
+  from the seeker's movies), a nearest-neighbour vote of training contexts (dialogue-kNN), the
+  mean context of the training turns that named each movie (profile), title similarity to the
+  context's movies, recency of a mention in the context, and whether the seeker named it.
+* ``sequence_model`` (with ``--sequence-model``): convrec's sequential model
+  (``convrec.model``, default ``ModelConfig``) trained on the training dialogues, one
+  sequence per dialogue (turn tokens + movie mentions as item events), early-stopped on 10%
+  of them; ``hybrid+sequence_model`` adds its scores to the hybrid's logits with a weight
+  chosen on those held-out training dialogues.
 
 The gate: each recommender turn with a non-empty context is a decision; it is positive when
 the turn mentions a movie. ``gate_auc`` is the AUC of the plugin's gate score (the best

@@ -134,3 +134,19 @@ def test_faq_loaders(tmp_path):
     queries.write_text('{"conversation": []}\n')
     with pytest.raises(ValueError, match=r"q.jsonl:1"):
         faq.load_queries(queries)
+
+
+def test_sequence_tokens_put_mentions_before_the_turn_that_names_them():
+    pytest.importorskip("convrec.model")
+    from convrec.model.config import EVENT_TYPE_INDEX as T
+
+    d = redial.parse_dialogue(_dialogue_record())
+    col = {"10": 0, "20": 1, "30": 2}
+    rows, items, types, starts = redial._dialogue_sequence(d, col, turn_row0=100)
+    # turn 0 (seeker names 10), turn 1 (recommender names 20, 10), turn 2, turn 3 (30)
+    assert items == [1, 0, 2, 1, 0, 2, 0, 3, 0]
+    assert rows == [1, 100, 2, 1, 101, 2, 102, 3, 103]
+    assert types[:2] == [T["rate"], T["user_turn"]]
+    assert types[2:5] == [T["view"], T["view"], T["assistant_turn"]]
+    # the context of turn 1 ends with turn 0's text token, before turn 1's mentions
+    assert starts == [0, 2, 5, 7]
