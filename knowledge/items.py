@@ -75,12 +75,19 @@ class Article(BaseItem):
 
     def encoding_text(self) -> str:
         # The title twice: it is the densest statement of what the article answers.
-        parts = [self.title, self.title]
-        if self.section:
-            parts.append(self.section)
-        if self.tags:
-            parts.append(", ".join(self.tags))
-        parts.append(_clip(_plain(self.body), BODY_CHARS))
+        return ". ".join(p for p in [self.title, self.title_text(), self.body_text()] if p)
+
+    def title_text(self) -> str:
+        """The title and the author's tags: short statements of what the article answers."""
+        return ". ".join(p for p in [self.title, ", ".join(self.tags)] if p)
+
+    def body_text(self) -> str:
+        """The section and the body's opening: the article's text apart from its title.
+
+        The encoder embeds ``title_text()`` and this separately and mixes the two vectors, so
+        a long body cannot drown the title (see ``ContentEncoder``'s ``title_weight``).
+        """
+        parts = [self.section or "", _clip(_plain(self.body), BODY_CHARS)]
         return ". ".join(p for p in parts if p)
 
 

@@ -74,6 +74,7 @@ class Recommender:
                     self._encoder = ContentEncoder(
                         self.settings.encoder_model, cache=cache,
                         image_weight=self.settings.image_weight,
+                        title_weight=self.settings.title_weight,
                         fetch_image_urls=self.settings.fetch_image_urls,
                         image_root=self.settings.image_root)
         return self._encoder
@@ -216,10 +217,17 @@ class Recommender:
         best = max(candidates, key=lambda c: c.score)
         relevance = gate.relevance(best.score)
         if relevance < gate.threshold:
-            return self._silent(
+            silent = self._silent(
                 f"Nothing is relevant enough to surface: the best match, {best.item.title!r}, "
                 f"has relevance {relevance:.2f} < threshold {gate.threshold:.2f}.",
                 relevance, conversation_id)
+            if log and user_id and conversation_id:
+                # The held-back best candidate, logged as not surfaced: calibrating the gate
+                # later needs the decisions below the threshold too.
+                held_back = silent.model_copy(update={"suggestions": [self._suggestion(
+                    best, relevance, "held back by the gate")]})
+                self._log_impressions(user_id, conversation_id, held_back, tenant)
+            return silent
 
         eligible = [c for c in candidates if gate.relevance(c.score) >= s.min_item_relevance]
         ranked = self._personalize(eligible, turns, user_id, tenant)

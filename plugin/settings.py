@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     encoder_model: str | None = Field(
         default=None,
         description="sentence-transformers model name or folder; None = packaged MiniLM.")
+    title_weight: float | None = Field(
+        default=0.5, ge=0, le=1,
+        description="Share of an article's title in its vector (the rest: its body); "
+                    "None embeds title and body as one text.")
     image_weight: float = Field(
         default=0.5, ge=0, le=1,
         description="With a CLIP-style encoder: share of the image in a product's vector.")
