@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convrec-installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench bench-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,26 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check --output-format concise .
+
+# Benchmarks print a table and write JSON to $(OUT). DATA: the shared real data sets (never
+# copied into the repository: their terms forbid redistribution).
+DATA ?= ../shared/data
+OUT  ?= runs
+bench: install
+	mkdir -p $(OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/ingest.py --out $(OUT)/ingest.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode_throughput.py --json $(OUT)/encode.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/adapter_latency.py --json $(OUT)/adapters.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faq.py --kb $(DATA)/covid-faq/faq_covidbert.csv \
+		--queries benchmarks/data/faq_dev_queries.jsonl --out $(OUT)/faq.json
+
+# The long ones: ReDial (~10 min) and MovieLens-1M (about 30 min per neural model on 2 cores).
+bench-all: bench
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/redial.py \
+		--split-dev $(DATA)/redial/kgsf_valid_data.jsonl \
+		--movies $(DATA)/redial/movies_with_mentions.csv --out $(OUT)/redial.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/movielens.py --data $(DATA)/movielens-1m \
+		--out $(OUT)/movielens.json
 
 clean:
 	rm -rf $(VENV) .convrec .pytest_cache .ruff_cache
