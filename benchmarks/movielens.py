@@ -262,18 +262,19 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
 
 
 def table(results: dict[str, dict]) -> str:
-    head = f"{'method':<22}{'valid NDCG':>11}{'valid HR':>9}{'test NDCG':>10}{'test HR':>8}"
-    head += f"{'train s':>9}{'peak MB':>9}"
+    head = f"{'method':<16}{'valid NDCG':>11}{'valid HR':>9}{'test NDCG':>10}{'test HR':>8}"
+    head += f"{'epochs':>7}{'wall s':>8}{'cpu s':>8}{'peak MB':>8}"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         v, t = r["valid"], r["test"]
         lines.append(
-            f"{name:<22}{v['ndcg@10']:>11.4f}{v['hr@10']:>9.4f}{t['ndcg@10']:>10.4f}"
-            f"{t['hr@10']:>8.4f}{r['train_seconds']:>9.1f}{r['peak_rss_mb']:>9.0f}"
+            f"{name:<16}{v['ndcg@10']:>11.4f}{v['hr@10']:>9.4f}{t['ndcg@10']:>10.4f}"
+            f"{t['hr@10']:>8.4f}{r.get('epochs_run', '-'):>7}{r['train_seconds']:>8.0f}"
+            f"{r.get('cpu_seconds', float('nan')):>8.0f}{r['peak_rss_mb']:>8.0f}"
         )
     lines.append("published (test):")
     for name, (ndcg, hr) in PUBLISHED.items():
-        lines.append(f"  {name:<20}{'':>20}{ndcg:>10.4f}{hr:>8.4f}")
+        lines.append(f"  {name:<34}{ndcg:>10.4f}{hr:>8.4f}")
     return "\n".join(lines)
 
 
