@@ -21,6 +21,7 @@ def command(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         _COMMANDS[name] = fn
         return fn
+
     return register
 
 
@@ -29,34 +30,47 @@ def build_parser() -> argparse.ArgumentParser:
         prog="convrec",
         description="Surface the right help article or product from a chat, or stay silent.",
     )
-    parser.add_argument("--workspace", type=Path, default=None,
-                        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)",
+    )
     parser.add_argument("--tenant", default=None, help="tenant of the items and users")
     # The same options after the command name (`convrec demo --workspace W`) too.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workspace", type=Path, default=argparse.SUPPRESS,
-                        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)")
-    common.add_argument("--tenant", default=argparse.SUPPRESS,
-                        help="tenant of the items and users")
+    common.add_argument(
+        "--workspace",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="workspace folder (default: $CONVREC_WORKSPACE or ./.convrec)",
+    )
+    common.add_argument("--tenant", default=argparse.SUPPRESS, help="tenant of the items and users")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_parser = sub.add_parser
 
-    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return _add_parser(name, parents=[common], **kwargs)
+    p = sub.add_parser("ingest", parents=[common], help="load articles and products into the index")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="JSONL or CSV item files, Markdown/HTML files, or folders of them",
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="write the valid records and list the rejected ones",
+    )
+    p.add_argument(
+        "--no-prune", action="store_true", help="keep items that a re-read path no longer holds"
+    )
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-
-    p = sub.add_parser("ingest", help="load articles and products into the index")
-    p.add_argument("paths", nargs="+", type=Path,
-                   help="JSONL or CSV item files, Markdown/HTML files, or folders of them")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="write the valid records and list the rejected ones")
-    p.add_argument("--no-prune", action="store_true",
-                   help="keep items that a re-read path no longer holds")
-
-    p = sub.add_parser("suggest", help="suggest items for a chat transcript")
-    p.add_argument("--transcript", "-t", required=True,
-                   help="JSON messages or 'User: ... / Assistant: ...' text; '-' for stdin")
+    p = sub.add_parser("suggest", parents=[common], help="suggest items for a chat transcript")
+    p.add_argument(
+        "--transcript",
+        "-t",
+        required=True,
+        help="JSON messages or 'User: ... / Assistant: ...' text; '-' for stdin",
+    )
     p.add_argument("-k", type=int, default=None, help="at most this many suggestions")
     p.add_argument("--kinds", default=None, help="comma-separated: article,product")
     p.add_argument("--user", default=None, help="user id (reads and writes history)")
@@ -66,42 +80,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", default=None)
     p.add_argument("--format", choices=("table", "json"), default="table")
 
-    p = sub.add_parser("demo", help="ingest the example store and replay its support chats")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the demo workspace (default: a temporary folder)")
+    p = sub.add_parser(
+        "demo", parents=[common], help="ingest the example store and replay its support chats"
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the demo workspace (default: a temporary folder)"
+    )
     p.add_argument("--conversation", default=None, help="replay only this conversation id")
 
-    p = sub.add_parser("serve", help="serve the suggest_content tool over MCP or HTTP")
+    p = sub.add_parser(
+        "serve", parents=[common], help="serve the suggest_content tool over MCP or HTTP"
+    )
     p.add_argument("protocol", choices=("mcp", "http"))
-    p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio",
-                   help="MCP transport (default: stdio)")
+    p.add_argument(
+        "--transport",
+        choices=("stdio", "streamable-http"),
+        default="stdio",
+        help="MCP transport (default: stdio)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--user", default=None,
-                   help="user id the host injects into every call (MCP; HTTP takes a header)")
+    p.add_argument(
+        "--user",
+        default=None,
+        help="user id the host injects into every call (MCP; HTTP takes a header)",
+    )
 
-    p = sub.add_parser("import-events", help="import a behaviour events file into history")
+    p = sub.add_parser(
+        "import-events", parents=[common], help="import a behaviour events file into history"
+    )
     p.add_argument("path", type=Path)
     p.add_argument("--skip-invalid", action="store_true")
 
-    p = sub.add_parser("history", help="print what is stored about a user (JSON)")
+    p = sub.add_parser("history", parents=[common], help="print what is stored about a user (JSON)")
     p.add_argument("user")
 
-    p = sub.add_parser("forget", help="remove everything stored about a user")
+    p = sub.add_parser("forget", parents=[common], help="remove everything stored about a user")
     p.add_argument("user")
 
-    p = sub.add_parser("train", help="train the sequence model (on files, or on the "
-                                     "workspace's history and items)")
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train the sequence model (on files, or on the workspace's history and items)",
+    )
     p.add_argument("--items", type=Path, default=None, help="items file (JSONL)")
     p.add_argument("--events", type=Path, default=None, help="events file (JSONL)")
     p.add_argument("--out", type=Path, default=None, help="model folder (default: workspace)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--all", dest="use_all", action="store_true",
-                   help="train on every event (production); by default each user's last "
-                        "event is held out for evaluate and the one before for validation")
+    p.add_argument(
+        "--all",
+        dest="use_all",
+        action="store_true",
+        help="train on every event (production); by default each user's last "
+        "event is held out for evaluate and the one before for validation",
+    )
 
-    p = sub.add_parser("evaluate", help="leave-one-out evaluation of a trained model")
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="leave-one-out evaluation of a trained model"
+    )
     p.add_argument("--items", type=Path, required=True)
     p.add_argument("--events", type=Path, required=True)
     p.add_argument("--model", type=Path, required=True)
@@ -161,13 +198,15 @@ def _ingest(args: argparse.Namespace) -> int:
     def progress(advance: int, total: int) -> None:
         nonlocal bar
         if bar is None:  # a bar only for long ingests
-            bar = tqdm(total=total, unit="item", desc="ingest", file=sys.stderr,
-                       disable=total < 200)
+            bar = tqdm(
+                total=total, unit="item", desc="ingest", file=sys.stderr, disable=total < 200
+            )
         bar.update(advance)
 
     try:
-        report = rec.ingest(args.paths, skip_invalid=args.skip_invalid,
-                            prune=not args.no_prune, progress=progress)
+        report = rec.ingest(
+            args.paths, skip_invalid=args.skip_invalid, prune=not args.no_prune, progress=progress
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -224,8 +263,14 @@ def _suggest(args: argparse.Namespace) -> int:
         filters["category"] = args.category
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
     rec = _recommender(args)
-    result = rec.suggest(messages, user_id=args.user, k=args.k, kinds=kinds, filters=filters,
-                         conversation_id=args.conversation)
+    result = rec.suggest(
+        messages,
+        user_id=args.user,
+        k=args.k,
+        kinds=kinds,
+        filters=filters,
+        conversation_id=args.conversation,
+    )
     if args.format == "json":
         print(result.model_dump_json(indent=2))
     else:
@@ -261,8 +306,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.protocol == "mcp":
         from convrec.adapters.mcp import run_server
 
-        run_server(rec, transport=args.transport, host=args.host, port=args.port,
-                   user_id=args.user)
+        run_server(rec, transport=args.transport, host=args.host, port=args.port, user_id=args.user)
     else:
         from convrec.adapters.http import run_server
 
@@ -296,8 +340,9 @@ def _train(args: argparse.Namespace) -> int:
     from convrec import training
 
     if (args.items is None) != (args.events is None):
-        raise CliError("give both --items and --events, or neither (to train on the "
-                       "workspace's history)")
+        raise CliError(
+            "give both --items and --events, or neither (to train on the workspace's history)"
+        )
     rec = _recommender(args)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     train_config = None
@@ -309,12 +354,15 @@ def _train(args: argparse.Namespace) -> int:
         report = rec.train(use_all=args.use_all, train_config=train_config)
     else:
         out = args.out or rec.settings.resolved_model_dir
-        report = training.train_from_files(args.items, args.events, out,
-                                           train_config=train_config, use_all=args.use_all)
-    print(f"trained on {report.n_users} users, {report.n_events} events, "
-          f"{report.n_items} items in {report.seconds:.1f}s "
-          f"(best epoch {report.best_epoch} of {report.epochs_run}); "
-          f"validation {report.valid or 'not held out (--all)'}; saved to {report.out_dir}")
+        report = training.train_from_files(
+            args.items, args.events, out, train_config=train_config, use_all=args.use_all
+        )
+    print(
+        f"trained on {report.n_users} users, {report.n_events} events, "
+        f"{report.n_items} items in {report.seconds:.1f}s "
+        f"(best epoch {report.best_epoch} of {report.epochs_run}); "
+        f"validation {report.valid or 'not held out (--all)'}; saved to {report.out_dir}"
+    )
     return 0
 
 
