@@ -17,7 +17,6 @@ Split: each user's last target item event is the test, the one before it the val
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from convrec.events import parse_timestamp
 from convrec.model.checkpoint import load_checkpoint, save_checkpoint
 from convrec.model.config import EVENT_TYPE_INDEX, TURN_TYPES, ModelConfig, TrainConfig
 from convrec.model.data import FeatureTables, UserSequence, leave_one_out
@@ -98,22 +98,9 @@ class TrainReport:
 
 # --- reading -------------------------------------------------------------------------------------
 def parse_ts(value: Any) -> float:
-    """Unix seconds (int/float) or an ISO 8601 string -> Unix seconds; naive times are UTC."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected Unix seconds or ISO 8601, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"not ISO 8601: {value!r}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    raise ValueError(f"expected Unix seconds or ISO 8601, got {type(value).__name__}")
+    """Unix seconds or an ISO 8601 time -> Unix seconds (naive times are UTC): the same rule
+    as history imports (``convrec.events.parse_timestamp``)."""
+    return parse_timestamp(value).timestamp()
 
 
 def read_events(path: str | Path, known_items: Iterable[str]) -> list[FileEvent]:
