@@ -37,15 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.paths or item_paths()
 
     items = load_items(paths).items
-    texts = [i.encoding_text() for i in items]
     encoder = ContentEncoder()
+    # The very texts ingest encodes (an article's title and body are two texts).
+    texts = [text for item in items for text in encoder.item_texts(item)]
     encoder.encode_queries(["warm-up"] * 8)
 
     raw = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        encoder.model.encode(texts, batch_size=encoder.batch_size, normalize_embeddings=True,
-                             show_progress_bar=False)
+        encoder.model.encode([{"text": t} for t in texts], batch_size=encoder.batch_size,
+                             normalize_embeddings=True, show_progress_bar=False)
         raw.append(time.perf_counter() - start)
     raw_s = min(raw)
 
@@ -66,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "items": len(items),
+        "texts_encoded": len(texts),
         "raw_encode_seconds": round(raw_s, 3),
         "raw_items_per_s": round(len(items) / raw_s, 1),
         "ingest_seconds": round(cold_s, 3),
         "ingest_items_per_s": round(len(items) / cold_s, 1),
         "ingest_encode_seconds": round(cold.encode_seconds, 3),
         "overhead_vs_raw": round(cold_s / raw_s - 1, 3),
+        "non_encoding_share_in_ingest": round(1 - cold.encode_seconds / cold_s, 3),
         "encoded_cold": cold.encoded,
         "reingest_seconds": round(reingest_s, 3),
         "reingest_encoded": again.encoded,
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'raw encode':<28}{raw_s:.2f}s  ({result['raw_items_per_s']} items/s)")
     print(f"{'cold ingest':<28}{cold_s:.2f}s  ({result['ingest_items_per_s']} items/s)")
     print(f"{'ingest overhead vs raw':<28}{100 * result['overhead_vs_raw']:.1f}%")
+    print(f"{'non-encoding share':<28}{100 * result['non_encoding_share_in_ingest']:.1f}%"
+          "  (of the cold ingest, measured inside it)")
     print(f"{'re-ingest unchanged':<28}{reingest_s:.2f}s  "
           f"({again.encoded} encoded, {again.unchanged} unchanged)")
     print(f"{'peak RSS':<28}{result['peak_rss_mb']} MB")

@@ -360,6 +360,11 @@ class ContentEncoder:
         self.stats.cached_items += len(items) - len(missing)
         return np.stack([found[key] for key in keys]).astype(np.float32)
 
+    def item_texts(self, item: Article | Product) -> list[str]:
+        """The texts the model reads for an item (an article's title and body separately)."""
+        parts = self._parts(item)
+        return [t for t in (parts.text, parts.body) if t is not None]
+
     def item_key(self, item: Article | Product) -> str:
         """Cache key of an item's vector: encoder name, text, image bytes and fusion weight."""
         return self._key(self._parts(item))

@@ -42,3 +42,16 @@ def test_cache_persists_and_keys_on_the_model_name(minilm, tmp_path):
     other = reopened.with_cache(reopened.cache)
     other.name = "another/model"
     assert other.item_key(parse_item(KETTLE)) != reopened.item_key(parse_item(KETTLE))
+
+
+def test_article_title_and_body_are_embedded_apart_and_mixed(encoder):
+    article = parse_item({"id": "a", "kind": "article", "title": "Shipping delays",
+                          "tags": ["late parcel"], "body": "Parcels arrive in 3-5 days. " * 50})
+    title, body = encoder.item_texts(article)
+    assert title == "Shipping delays. late parcel" and body.startswith("Parcels arrive")
+    assert encoder.item_texts(parse_item(KETTLE)) == [parse_item(KETTLE).encoding_text()]
+    t, b = encoder.encode_queries([title, body])
+    mixed = (0.5 * t + 0.5 * b) / np.linalg.norm(0.5 * t + 0.5 * b)
+    assert np.allclose(encoder.encode_items([article])[0], mixed, atol=1e-5)
+    one_text = encoder.replace(title_weight=None)
+    assert one_text.item_texts(article) == [article.encoding_text()]
