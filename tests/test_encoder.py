@@ -55,3 +55,11 @@ def test_article_title_and_body_are_embedded_apart_and_mixed(encoder):
     assert np.allclose(encoder.encode_items([article])[0], mixed, atol=1e-5)
     one_text = encoder.replace(title_weight=None)
     assert one_text.item_texts(article) == [article.encoding_text()]
+
+
+def test_turns_already_seen_are_not_encoded_again(encoder):
+    first = encoder.encode_queries(["my parcel is late", "hello"])
+    assert encoder.stats.encoded_texts == 2
+    again = encoder.encode_queries(["hello", "my parcel is late", "thanks"])
+    assert encoder.stats.encoded_texts == 3
+    assert np.array_equal(again[:2], first[::-1])
