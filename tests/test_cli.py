@@ -89,3 +89,23 @@ def test_demo_replays_the_example_world(tmp_path):
     out = done.stdout
     assert "Ingested" in out and "shipping-delays" in out and "stays silent" in out
     assert not list(tmp_path.iterdir())  # the temporary workspace is cleaned up
+
+
+def test_train_and_evaluate_commands_in_the_documented_shape(tmp_path, capsys, monkeypatch):
+    """`convrec train --items I --events E --out M`, then `convrec evaluate ... --json`."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    items = [{"id": f"i{n}", "kind": "product", "title": f"Item number {n}"} for n in range(6)]
+    items_path = write(tmp_path / "items.jsonl", "\n".join(json.dumps(i) for i in items))
+    events = [{"user": f"u{u}", "item": f"i{(u + step) % 6}", "type": "purchase",
+               "ts": 1_700_000_000 + 60 * step} for u in range(12) for step in range(4)]
+    events_path = write(tmp_path / "events.jsonl", "\n".join(json.dumps(e) for e in events))
+    model = tmp_path / "model"
+    assert main(["train", "--items", str(items_path), "--events", str(events_path),
+                 "--out", str(model), "--epochs", "2", "--seed", "1"]) == 0
+    assert "trained on 12 users" in capsys.readouterr().out
+    assert (model / "model.safetensors").is_file() and (model / "model.json").is_file()
+    assert main(["evaluate", "--items", str(items_path), "--events", str(events_path),
+                 "--model", str(model), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"hr@10", "ndcg@10", "mrr@10", "n_users"}
+    assert metrics["n_users"] == 12 and 0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1
