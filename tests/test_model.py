@@ -156,16 +156,17 @@ def test_ranks_filter_history_but_not_the_target():
     assert m["mrr@10"] == pytest.approx((1 + 0.5) / 3)
 
 
-def test_fused_softmax_loss_matches_cross_entropy():
+@pytest.mark.parametrize("chunk", [1, 3, 512])
+def test_fused_softmax_loss_matches_cross_entropy(chunk):
     g = torch.Generator().manual_seed(0)
     h = torch.randn(7, 5, generator=g, requires_grad=True)
     reps = torch.randn(10, 5, generator=g, requires_grad=True)
     target = torch.tensor([1, 2, 3, 9, 9, 4, 1])
-    loss = full_softmax_loss(h, target, reps)
+    loss = full_softmax_loss(h, target, reps, chunk=chunk) * 2.5  # a non-unit upstream gradient
     loss.backward()
     gh, gr = h.grad.clone(), reps.grad.clone()
     h.grad, reps.grad = None, None
-    ref = torch.nn.functional.cross_entropy(h @ reps[1:].T, target - 1)
+    ref = torch.nn.functional.cross_entropy(h @ reps[1:].T, target - 1) * 2.5
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     assert torch.allclose(gh, h.grad, atol=1e-6) and torch.allclose(gr, reps.grad, atol=1e-6)
