@@ -179,7 +179,7 @@ class ContentEncoder:
     all-MiniLM-L6-v2. Vectors are L2-normalised float32, so a dot product is a cosine.
 
     An article with a body is embedded as two texts, its ``title_text()`` (title and tags) and
-    its ``body_text()`` (section and the body's first ~900 characters), mixed as
+    its ``body_text()`` (section and the body's first ~1,200 characters), mixed as
     ``normalise(title_weight * v_title + (1 - title_weight) * v_body)``: mean pooling over one
     long text lets the body drown the title, the densest statement of what the article
     answers. ``title_weight=None`` embeds ``encoding_text()`` as one text instead.
