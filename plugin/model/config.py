@@ -69,7 +69,8 @@ class TrainConfig:
     ``lr_schedule="cosine"`` anneals the learning rate to 0 over ``epochs`` or, when set,
     ``max_seconds`` (whichever ends first). Runs are repeatable for a given seed unless
     ``max_seconds`` is set, which depends on the wall clock. ``progress`` shows a bar on a
-    terminal and one line per epoch.
+    terminal and one line per epoch. ``random_windows`` trains on a random ``max_len`` window
+    of each long history per epoch instead of always the newest one.
     """
 
     epochs: int = 200
@@ -86,6 +87,7 @@ class TrainConfig:
     num_threads: int | None = None
     eval_batch_size: int = 256
     progress: bool = True
+    random_windows: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

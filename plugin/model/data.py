@@ -137,12 +137,18 @@ def _tail(seq: UserSequence, n: int) -> UserSequence:
 
 
 def training_batches(
-    sequences: Sequence[UserSequence], batch_size: int, max_len: int, rng: np.random.Generator
+    sequences: Sequence[UserSequence],
+    batch_size: int,
+    max_len: int,
+    rng: np.random.Generator,
+    random_windows: bool = False,
 ) -> Iterator[Batch]:
     """Shuffled batches of similar-length sequences; each position learns the next target event.
 
     Each sequence is cut right before its last target, so its last input token has a target,
-    and the newest ``max_len`` tokens are kept (as in SASRec).
+    and the newest ``max_len`` tokens are kept (as in SASRec). With ``random_windows`` a
+    sequence longer than ``max_len`` is instead cut at a random point (so each epoch sees a
+    different ``max_len`` window), which lets long histories teach more than their newest part.
     """
     usable = []
     for seq in sequences:
@@ -158,6 +164,8 @@ def training_batches(
         inputs, targets = [], []
         for seq in chunk:
             end = int(seq.target_positions()[-1])
+            if random_windows and end > max_len:
+                end = int(rng.integers(max_len, end + 1))
             inputs.append(seq.prefix(end))
             targets.append(seq.next_targets()[:end])
         yield _collate(inputs, targets, max_len)

@@ -134,7 +134,9 @@ def train(
         model.train()
         total, steps = 0.0, 0
         bar = tqdm(
-            training_batches(sequences, tc.batch_size, model_config.max_len, rng),
+            training_batches(
+                sequences, tc.batch_size, model_config.max_len, rng, tc.random_windows
+            ),
             total=n_batches,
             desc=f"epoch {epoch}",
             leave=False,
