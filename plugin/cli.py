@@ -119,6 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
 
     p = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="fit the surfacing gate on labelled decisions and save it in the workspace",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help='JSONL of {"score" or "relevance", "label", "text"?} (default: the decisions '
+        "logged in the workspace's history, labelled by clicks, reads and purchases)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--threshold", type=float, default=None, help="keep this threshold")
+    group.add_argument(
+        "--precision", type=float, default=None, help="lowest threshold reaching this precision"
+    )
+    p.add_argument(
+        "--no-intent",
+        dest="intent",
+        action="store_false",
+        help="fit the similarity curve only, not the weights over the last user turn",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report, but do not save gate.json")
+
+    p = sub.add_parser(
         "train",
         parents=[common],
         help="train the sequence model (on files, or on the workspace's history and items)",
@@ -331,6 +356,26 @@ def _history(args: argparse.Namespace) -> int:
 @command("forget")
 def _forget(args: argparse.Namespace) -> int:
     print(f"removed {_recommender(args).forget_user(args.user)} row(s) about {args.user}")
+    return 0
+
+
+@command("calibrate")
+def _calibrate(args: argparse.Namespace) -> int:
+    from convrec.pipeline.gate import read_decisions_jsonl
+
+    rec = _recommender(args)
+    decisions = read_decisions_jsonl(args.labels) if args.labels else None
+    try:
+        report = rec.calibrate_gate(
+            decisions,
+            threshold=args.threshold,
+            precision=args.precision,
+            intent=args.intent,
+            save=not args.dry_run,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(report.model_dump_json(indent=2, exclude={"gate": {"intent"}}))
     return 0
 
 

@@ -22,7 +22,7 @@ from convrec.knowledge.index import Hit, ItemFilter, VectorIndex
 from convrec.knowledge.items import Article, ItemKind, Product
 from convrec.pipeline.conversation import build_query, readable_turns
 from convrec.pipeline.explain import explain
-from convrec.pipeline.gate import Gate
+from convrec.pipeline.gate import Decision, Gate, GateCalibration
 from convrec.pipeline.personalize import (
     Personalizer,
     Step,
@@ -59,6 +59,7 @@ class Recommender:
         self._index = index
         self._history = history
         self._personalizer: Personalizer | None | bool = None
+        self._gate_file: tuple[int, Gate] | None = None
         self._lock = threading.RLock()
 
     # -- parts, opened lazily ----------------------------------------------------------------
@@ -124,9 +125,75 @@ class Recommender:
         self._personalizer = None
 
     @property
+    def gate_path(self) -> Path:
+        """Where ``calibrate_gate`` saves a fitted gate: ``gate.json`` in the workspace."""
+        return self.settings.workspace / "gate.json"
+
+    @property
     def gate(self) -> Gate:
+        """The gate in force: a fitted ``gate.json`` in the workspace when there is one (a
+        threshold set explicitly in the settings still wins), else the settings' curve."""
         s = self.settings.suggest
-        return Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+        path = self.gate_path
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+        if self._gate_file is None or self._gate_file[0] != stamp:
+            self._gate_file = (stamp, Gate.load(path))
+        gate = self._gate_file[1]
+        if "threshold" in s.model_fields_set:
+            gate = gate.with_threshold(s.threshold)
+        return gate
+
+    def calibrate_gate(
+        self,
+        decisions: Sequence[Decision] | None = None,
+        *,
+        tenant: str | None = None,
+        threshold: float | None = None,
+        precision: float | None = None,
+        intent: bool = True,
+        save: bool = True,
+    ) -> GateCalibration:
+        """Fit the gate on labelled decisions and (by default) save it as the workspace's gate.
+
+        ``decisions`` default to the ones logged in the history store (``logged_decisions``:
+        surfaced lists, positive when the user then clicked, read or bought). With ``intent``
+        and decisions that know their last user turn, the gate also learns what users' words
+        say about wanting a suggestion. ``precision`` picks the lowest threshold reaching it on
+        these data; else ``threshold`` (default: the current one) is kept.
+        """
+        from convrec.pipeline.gate import auc, calibrate, logged_decisions, precision_recall
+
+        tenant = tenant or self.settings.tenant
+        if decisions is None:
+            decisions = logged_decisions(self.history_store, tenant=tenant)
+        decisions = list(decisions)
+        before = self.gate
+        texts = [d.text for d in decisions]
+        known = [i for i, t in enumerate(texts) if t]
+        vectors = np.zeros((len(decisions), self.encoder.dim), dtype=np.float32)
+        if known:
+            vectors[known] = self.encoder.encode_queries([texts[i] for i in known])
+        scores = [d.raw_score(before, vectors[i] if texts[i] else None)
+                  for i, d in enumerate(decisions)]
+        labels = [d.label for d in decisions]
+        use_intent = intent and bool(known)
+        gate = calibrate(scores, labels, threshold=before.threshold if threshold is None
+                         else threshold, precision=precision,
+                         turn_vectors=vectors if use_intent else None,
+                         encoder=self.encoder.name if use_intent else None)
+        turn_vectors = vectors if use_intent else None
+        relevance = [gate.relevance(sc, turn_vectors[i] if turn_vectors is not None else None)
+                     for i, sc in enumerate(scores)]
+        path = gate.save(self.gate_path) if save else None
+        return GateCalibration(
+            gate=gate.to_dict(), n_decisions=len(labels), n_positive=sum(labels),
+            n_with_text=len(known), intent=use_intent, auc=auc(relevance, labels),
+            auc_before=auc(scores, labels),
+            in_sample=precision_recall(gate, scores, labels, turn_vectors),
+            path=str(path) if path else None)
 
     # -- items ------------------------------------------------------------------------------
     def ingest(
@@ -214,8 +281,15 @@ class Recommender:
             return self._silent("No item matches the filters that is not already shown.", 0.0,
                                 conversation_id)
         gate = self.gate
+        if gate.intent and gate.encoder != self.encoder.name:
+            from convrec.knowledge.encoder import EncoderMismatchError
+
+            raise EncoderMismatchError(
+                f"{self.gate_path} was fitted on {gate.encoder!r} vectors but the encoder is "
+                f"{self.encoder.name!r}: refit it (convrec calibrate) or remove it")
+        said = query.focus  # the last user turn: what an intent-aware gate reads
         best = max(candidates, key=lambda c: c.score)
-        relevance = gate.relevance(best.score)
+        relevance = gate.relevance(best.score, said)
         if relevance < gate.threshold:
             silent = self._silent(
                 f"Nothing is relevant enough to surface: the best match, {best.item.title!r}, "
@@ -229,12 +303,13 @@ class Recommender:
                 self._log_impressions(user_id, conversation_id, held_back, tenant)
             return silent
 
-        eligible = [c for c in candidates if gate.relevance(c.score) >= s.min_item_relevance]
+        eligible = [c for c in candidates
+                    if gate.relevance(c.score, said) >= s.min_item_relevance]
         ranked = self._personalize(eligible, turns, user_id, tenant)
         chosen = mmr(ranked, k, s.mmr_lambda, s.max_per_kind)
         content_score = {c.item.id: c.score for c in eligible}
         suggestions = [
-            self._suggestion(c, gate.relevance(content_score[c.item.id]),
+            self._suggestion(c, gate.relevance(content_score[c.item.id], said),
                              explain(c.item, c.vector, query.turns, query.vectors, query.weights))
             for c in chosen
         ]
