@@ -41,9 +41,11 @@ Rankers, side by side:
   chosen on those held-out training dialogues.
 
 The gate: each recommender turn with a non-empty context is a decision; it is positive when
-the turn mentions a movie. ``gate_auc`` is the AUC of the plugin's gate score (the best
-zero-shot cosine); precision/recall are for the default ``Gate`` settings, and for a gate
-fitted on the training dialogues with ``fit_gate``.
+the turn mentions a movie. ``gate_auc`` is the AUC of the plugin's shipped gate score (the
+best zero-shot cosine); precision/recall are for the default ``Gate`` settings, for a gate
+fitted on the training dialogues with ``fit_gate``, and for the intent-aware gate that
+``convrec calibrate`` fits (the curve plus weights over the seeker's last turn, fitted on the
+training dialogues); ``gate_auc_calibrated`` is that gate's AUC.
 
 The data's licence forbids redistribution: this script reads it from where it lies.
 """
@@ -265,6 +267,8 @@ class Encoded:
     item_vectors: np.ndarray  # [M, dim]
     rich_vectors: np.ndarray | None = None  # [M, dim] title + genres + abstract, if known
     has_metadata: np.ndarray | None = None  # [M] 1.0 where metadata was found
+    ml_pop: np.ndarray | None = None  # [M] log(1 + MovieLens-1M ratings), 0 when unmatched
+    ml_sim: Any = None  # [M, M] sparse MovieLens-1M item-item cosine of rater sets
 
 
 def encode_all(dialogues: Sequence[Dialogue], movie_ids: list[str], titles: list[str],
@@ -295,15 +299,72 @@ def _title_key(title: str) -> tuple[str, str] | None:
     return name, m.group(2)
 
 
-def movie_metadata(movie_ids, titles, movielens_dir) -> dict[str, tuple[str, str]]:
-    """movieId -> (genres, abstract) for the movies matched in MovieLens-1M by title + year."""
-    root = Path(movielens_dir)
+def _movielens_by_key(root: Path) -> dict:
+    """(normalised name, year) -> (MovieLens MovieID, genres)."""
     by_key: dict = {}
     with open(root / "movies.dat", encoding="latin-1") as fh:
         for line in fh:
             parts = line.rstrip("\n").split("::")
             if len(parts) == 3:
                 by_key[_title_key(parts[1])] = (parts[0], parts[2].replace("|", ", "))
+    return by_key
+
+
+def movielens_behaviour(movie_ids, titles, movielens_dir) -> tuple[np.ndarray, Any]:
+    """What MovieLens-1M's 1M ratings say about the ReDial movies matched by title + year.
+
+    Answers ``log(1 + number of ratings)`` per movie [M] (0 when unmatched) and the item-item
+    cosine of the matched movies' rater sets as a sparse [M, M] matrix: behaviour from other
+    people, the "pretraining on behaviour data" the plugin is for.
+    """
+    import gzip
+
+    from scipy.sparse import coo_matrix, csr_matrix
+
+    root = Path(movielens_dir)
+    by_key = _movielens_by_key(root)
+    ml_to_col = {}
+    for i, title in enumerate(titles):
+        hit = by_key.get(_title_key(title))
+        if hit:
+            ml_to_col.setdefault(hit[0], []).append(i)
+    users, items = [], []
+    with gzip.open(root / "ratings_no_timestamp.dat.gz", "rt") as fh:
+        for line in fh:
+            user, movie, _rating = line.split("::")
+            users.append(int(user))
+            items.append(int(movie))
+    n_movies = max(items) + 1
+    x = csr_matrix(coo_matrix((np.ones(len(items), np.float32), (users, items)),
+                              shape=(max(users) + 1, n_movies)))
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    m = len(movie_ids)
+    pop = np.zeros(m, np.float32)
+    matched = sorted(int(k) for k in ml_to_col)
+    for k in matched:
+        for c in ml_to_col[str(k)]:
+            pop[c] = np.log1p(counts[k])
+    sub = x[:, matched]
+    co = (sub.T @ sub).toarray()
+    norm = np.sqrt(np.maximum(np.diag(co), 1.0))
+    cos = co / norm[:, None] / norm[None, :]
+    np.fill_diagonal(cos, 0.0)
+    rows, cols, vals = [], [], []
+    for a, ka in enumerate(matched):
+        for b in np.flatnonzero(cos[a] > 0.05):
+            for ca in ml_to_col[str(ka)]:
+                for cb in ml_to_col[str(matched[b])]:
+                    rows.append(ca)
+                    cols.append(cb)
+                    vals.append(cos[a, b])
+    sim = coo_matrix((np.array(vals, np.float32), (rows, cols)), shape=(m, m)).tocsr()
+    return pop, sim
+
+
+def movie_metadata(movie_ids, titles, movielens_dir) -> dict[str, tuple[str, str]]:
+    """movieId -> (genres, abstract) for the movies matched in MovieLens-1M by title + year."""
+    root = Path(movielens_dir)
+    by_key = _movielens_by_key(root)
     abstracts = {}
     if (root / "dbpedia_abstracts.json").exists():
         abstracts = json.loads((root / "dbpedia_abstracts.json").read_text(encoding="utf-8"))
@@ -396,7 +457,7 @@ FEATURES = ("log_pop", "log_pop_recommender", "zero_shot_cos", "co_mention", "co
             "co_from_seeker", "knn_vote", "profile_cos", "title_sim_context",
             "context_recency", "named_by_seeker")
 #: Extra features when movie metadata (MovieLens genres + DBpedia abstract) is given.
-RICH_FEATURES = ("rich_cos", "has_metadata")
+RICH_FEATURES = ("rich_cos", "has_metadata", "ml_log_pop", "ml_co")
 
 
 def features(dialogues, enc: Encoded, examples: Sequence[Example], col, stats: Stats,
@@ -415,6 +476,7 @@ def features(dialogues, enc: Encoded, examples: Sequence[Example], col, stats: S
     if rich:
         x[:, :, f["rich_cos"]] = q @ enc.rich_vectors.T
         x[:, :, f["has_metadata"]] = enc.has_metadata[None, :]
+        x[:, :, f["ml_log_pop"]] = enc.ml_pop[None, :]
     sims = q @ stats.knn_queries.T if len(stats.knn_queries) else np.zeros((n, 0))
     norm = 1.0 / np.sqrt(np.maximum(stats.pop, 1.0))
     for i, ex in enumerate(examples):
@@ -432,6 +494,8 @@ def features(dialogues, enc: Encoded, examples: Sequence[Example], col, stats: S
                 x[i, :, f["co_from_seeker"]] = np.log1p(np.asarray(rows.T @ ws).ravel())
             x[i, :, f["title_sim_context"]] = (enc.item_vectors @ enc.item_vectors[ctx].T @ w
                                                ) / w.sum()
+            if rich:
+                x[i, :, f["ml_co"]] = np.asarray(enc.ml_sim[ctx].T @ w).ravel() / w.sum()
             for c, wc in zip(ctx, w, strict=True):
                 x[i, c, f["context_recency"]] = max(x[i, c, f["context_recency"]], wc)
                 if c in seeker:
@@ -520,7 +584,7 @@ def cross_fitted_features(dialogues, enc, col, settings, folds: int = 5, seed: i
         inside = [d for d in range(len(dialogues)) if fold_of[d] != f]
         sub_d = [dialogues[d] for d in inside]
         sub_enc = Encoded([enc.turn_vectors[d] for d in inside], enc.item_vectors,
-                          enc.rich_vectors, enc.has_metadata)
+                          enc.rich_vectors, enc.has_metadata, enc.ml_pop, enc.ml_sim)
         stats = learn_stats(sub_d, sub_enc, make_examples(sub_d), col, settings)
         held_ex = [e for e in all_examples if fold_of[e.dialogue] == f]
         xs.append(features(dialogues, enc, held_ex, col, stats, settings))
@@ -531,9 +595,11 @@ def cross_fitted_features(dialogues, enc, col, settings, folds: int = 5, seed: i
 # ---------------------------------------------------------------------------------------------
 # the gate
 # ---------------------------------------------------------------------------------------------
-def gate_decisions(dialogues, enc: Encoded, settings) -> tuple[np.ndarray, np.ndarray]:
-    """(best zero-shot cosine, mentions-a-movie) for every recommender turn with context."""
-    scores, labels = [], []
+def gate_decisions(dialogues, enc: Encoded, settings
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best zero-shot cosine, mentions-a-movie, last seeker turn's vector) for every
+    recommender turn with context; the vector is zero when the seeker has not spoken yet."""
+    scores, labels, said = [], [], []
     for d, dialogue in enumerate(dialogues):
         for t, turn in enumerate(dialogue.turns):
             if turn.role != "recommender" or t == 0:
@@ -541,15 +607,25 @@ def gate_decisions(dialogues, enc: Encoded, settings) -> tuple[np.ndarray, np.nd
             q = context_query(dialogue, enc.turn_vectors[d], t, settings)
             scores.append(float((enc.item_vectors @ q).max()))
             labels.append(bool(turn.mentions))
-    return np.asarray(scores), np.asarray(labels)
+            seeker = [j for j in range(t) if dialogue.turns[j].role == "seeker"]
+            said.append(enc.turn_vectors[d][seeker[-1]] if seeker
+                        else np.zeros(enc.item_vectors.shape[1], np.float32))
+    return np.asarray(scores), np.asarray(labels), np.asarray(said, dtype=np.float32)
 
 
-def gate_report(scores, labels, gate) -> dict[str, float]:
-    opened = np.array([gate.opens(float(s)) for s in scores])
+def gate_report(scores, labels, gate, said=None) -> dict[str, float]:
+    """Precision, recall and surface rate of ``gate`` (with the seeker's last turn, if given),
+    and the AUC of the relevance it answers."""
+    from convrec.pipeline.gate import auc
+
+    said = said if said is not None and gate.intent else [None] * len(scores)
+    rel = np.array([gate.relevance(float(s), v) for s, v in zip(scores, said, strict=True)])
+    opened = rel >= gate.threshold
     tp = int((opened & labels).sum())
     return {
         "threshold": gate.threshold, "center": round(gate.center, 4),
-        "scale": round(gate.scale, 3),
+        "scale": round(gate.scale, 3), "intent": bool(gate.intent),
+        "auc": auc(rel, labels),
         "precision": tp / max(int(opened.sum()), 1),
         "recall": tp / max(int(labels.sum()), 1),
         "surface_rate": float(opened.mean()) if len(opened) else float("nan"),
@@ -685,10 +761,11 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
     if movielens:
         enc_all.rich_vectors, enc_all.has_metadata = rich_movie_vectors(
             movie_ids, titles, movielens, vectors)
-    enc_train = Encoded(enc_all.turn_vectors[:len(train)], enc_all.item_vectors,
-                        enc_all.rich_vectors, enc_all.has_metadata)
-    enc_test = Encoded(enc_all.turn_vectors[len(train):], enc_all.item_vectors,
-                       enc_all.rich_vectors, enc_all.has_metadata)
+        enc_all.ml_pop, enc_all.ml_sim = movielens_behaviour(movie_ids, titles, movielens)
+    shared = (enc_all.item_vectors, enc_all.rich_vectors, enc_all.has_metadata,
+              enc_all.ml_pop, enc_all.ml_sim)
+    enc_train = Encoded(enc_all.turn_vectors[:len(train)], *shared)
+    enc_test = Encoded(enc_all.turn_vectors[len(train):], *shared)
     t_enc = time.perf_counter() - t0
 
     train_ex, test_ex = make_examples(train), make_examples(test)
@@ -743,12 +820,17 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
     default_gate = Gate(settings.gate_center, settings.gate_scale, settings.threshold)
     gate = {"auc": auc(g_test[0], g_test[1]), "n_decisions": int(len(g_test[1])),
             "positive_rate": float(np.mean(g_test[1])),
-            "default": gate_report(*g_test, default_gate)}
+            "default": gate_report(g_test[0], g_test[1], default_gate)}
     try:
         fitted = fit_gate(g_train[0], g_train[1], threshold=settings.threshold)
-        gate["fitted_on_train"] = gate_report(*g_test, fitted)
-    except ValueError as exc:
+        gate["fitted_on_train"] = gate_report(g_test[0], g_test[1], fitted)
+    except ValueError as exc:  # similarity alone does not rank the training decisions
         gate["fitted_on_train"] = {"error": str(exc)}
+    # What `convrec calibrate` fits: the curve plus weights over the seeker's last turn.
+    aware = fit_gate(g_train[0], g_train[1], threshold=settings.threshold,
+                     turn_vectors=g_train[2], encoder=vectors.encoder.name)
+    gate["intent_fitted_on_train"] = gate_report(g_test[0], g_test[1], aware, g_test[2])
+    gate["intent_auc"] = gate["intent_fitted_on_train"]["auc"]
 
     best = "hybrid"
     out = {
@@ -759,7 +841,7 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
         "ranker": best, "rankers": results, "hybrid_weights": weights,
         "movie_metadata": str(movielens) if movielens else None,
         "sequence_model": model_summary,
-        "gate_auc": gate["auc"], "gate": gate,
+        "gate_auc": gate["auc"], "gate_auc_calibrated": gate.get("intent_auc"), "gate": gate,
         "seconds": {"encode": round(t_enc, 1), "total": round(time.perf_counter() - t0, 1)},
     }
     if out_path:
@@ -787,12 +869,12 @@ def print_table(out: dict) -> None:
     g = out["gate"]
     print(f"gate: AUC {g['auc']:.3f} on {g['n_decisions']} recommender turns "
           f"({g['positive_rate']:.0%} mention a movie)")
-    for name in ("default", "fitted_on_train"):
+    for name in ("default", "fitted_on_train", "intent_fitted_on_train"):
         r = g.get(name, {})
         if "precision" in r:
-            print(f"  {name:<16} threshold {r['threshold']:.2f} (center {r['center']}, scale "
-                  f"{r['scale']}): precision {r['precision']:.3f} recall {r['recall']:.3f} "
-                  f"surfaces {r['surface_rate']:.0%}")
+            print(f"  {name:<22} AUC {r['auc']:.3f}, threshold {r['threshold']:.2f} (center "
+                  f"{r['center']}, scale {r['scale']}): precision {r['precision']:.3f} recall "
+                  f"{r['recall']:.3f} surfaces {r['surface_rate']:.0%}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
