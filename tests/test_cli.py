@@ -109,3 +109,25 @@ def test_train_and_evaluate_commands_in_the_documented_shape(tmp_path, capsys, m
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"hr@10", "ndcg@10", "mrr@10", "n_users"}
     assert metrics["n_users"] == 12 and 0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1
+
+
+def test_calibrate_fits_the_gate_from_a_labels_file(workspace, capsys):
+    asking = ["can you recommend a kettle?", "which kettle would you suggest?",
+              "any ideas for a gift?", "what should I buy for tea?"]
+    closing = ["thanks, bye", "ok that's all", "great, thank you", "no, nothing else"]
+    lines = [json.dumps({"score": 0.3 + 0.02 * i, "label": True, "text": t})
+             for i, t in enumerate(asking * 3)]
+    lines += [json.dumps({"score": 0.28 + 0.02 * i, "label": False, "text": t})
+              for i, t in enumerate(closing * 3)]
+    labels = write(workspace / "labels.jsonl", "\n".join(lines))
+    capsys.readouterr()
+    assert main(["calibrate", "--labels", str(labels), "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["intent"] and report["n_decisions"] == 24 and report["path"] is None
+    assert not (workspace / "ws" / "gate.json").exists()
+    assert main(["calibrate", "--labels", str(labels), "--threshold", "0.6"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["gate"]["threshold"] == 0.6 and (workspace / "ws" / "gate.json").exists()
+    write(workspace / "bad.jsonl", json.dumps({"score": 0.3, "label": "yes"}))
+    assert main(["calibrate", "--labels", str(workspace / "bad.jsonl")]) == 2
+    assert "bad.jsonl:1: field 'label'" in capsys.readouterr().err
