@@ -14,14 +14,15 @@ Everything goes through the plugin's real path: the articles are ingested into a
 conversation is passed to ``Recommender.suggest(..., k=10, log=False)`` with the default
 settings, so turn weighting, the gate, the rules and MMR all apply. An on-topic query counts
 as a hit at rank r when the r-th surfaced suggestion's title is the expected question
-(whitespace-normalised; duplicate questions in the KB are all accepted); a silent answer is a
+(whitespace- and case-folded; duplicate questions in the KB are all accepted); a silent answer is a
 miss. ``false_surface_rate`` is the share of off-topic conversations where something was
 surfaced. The ``ungated`` section repeats the ranking with the gate open (threshold 0), which
 separates retrieval quality from the gate's decisions.
 
 Item representations (``--variant``):
 
-* ``default``: ``Article.encoding_text()`` as shipped (title twice, then the body's start).
+* ``default``: articles as the plugin embeds them (title and body encoded apart and mixed,
+  ``ContentEncoder``'s ``title_weight``).
 * ``title``: articles ingested with an empty body (title-only vectors).
 * ``fused``: one vector per article, ``normalise(a * v(title) + (1 - a) * v(body))``, ``a`` =
   ``--title-weight``; title and body are encoded separately by the plugin's encoder and the
@@ -102,10 +103,11 @@ def load_queries(path: str | Path) -> list[Query]:
 # metrics
 # ---------------------------------------------------------------------------------------------
 def hit_rank(titles: Sequence[str], expected: str) -> int | None:
-    """1-based rank of the first title equal to ``expected`` (whitespace-normalised)."""
-    want = norm(expected)
+    """1-based rank of the first title equal to ``expected`` (whitespace and case folded: the
+    KB repeats some questions with other capitalisation, and those are the same question)."""
+    want = norm(expected).casefold()
     for rank, title in enumerate(titles, 1):
-        if norm(title) == want:
+        if norm(title).casefold() == want:
             return rank
     return None
 

@@ -95,8 +95,9 @@ def test_conditional_logit_learns_the_informative_feature():
 
 
 # --- FAQ --------------------------------------------------------------------------------------
-def test_hit_rank_normalises_whitespace():
+def test_hit_rank_normalises_whitespace_and_case():
     assert faq.hit_rank(["A b", " What is  X?\n", "c"], "What is X?") == 2
+    assert faq.hit_rank(["Who is at higher risk?"], "Who is at Higher Risk?") == 1
     assert faq.hit_rank(["a"], "b") is None
 
 
