@@ -12,12 +12,15 @@ key             aliases                                    notes
 ==============  =========================================  ===========================
 ``user``        ``user_id``                                required
 ``item``        ``item_id``                                may be empty only for search
-``type``                                                   one of ``EVENT_TYPES``
+``type``                                                   one of ``EVENT_TYPES`` (+ turns)
 ``ts``          ``time``, ``timestamp``                    Unix seconds or ISO 8601
 ``value``                                                  number; required for rate
 ``text``                                                   required for search
 ``conversation``  ``conversation_id``                      optional
 ==============  =========================================  ===========================
+
+With ``turns=True`` (what ``convrec train`` reads) a row may also be a conversation turn:
+``type`` ``user_turn`` or ``assistant_turn``, with ``text`` and no ``item``.
 
 Other keys are rejected rather than ignored, so a misspelt column (``valeu``) cannot silently
 drop data. The tenant is not a column: an import writes into the one tenant it is given.
@@ -45,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from convrec.types import EVENT_TYPES, Event, EventType
 
 __all__ = [
+    "TURN_TYPES",
     "EventFileError",
     "EventFileResult",
     "EventRowError",
@@ -56,7 +60,14 @@ __all__ = [
     "parse_timestamp",
     "read_events",
     "to_epoch_us",
+    "TurnRecord",
 ]
+
+#: Row types that are conversation turns (read with ``turns=True``), and the role of each.
+TURN_TYPES: dict[str, Literal["user", "assistant"]] = {
+    "user_turn": "user",
+    "assistant_turn": "assistant",
+}
 
 FileFormat = Literal["jsonl", "csv"]
 
@@ -126,17 +137,29 @@ class EventRowError(BaseModel):
         return f"{where}: field '{self.field}': {self.message}"
 
 
-class EventFileResult(BaseModel):
-    """What reading an event file found: the valid events and the rejected rows.
+class TurnRecord(BaseModel):
+    """A conversation turn read from an events file (``turns=True``)."""
 
-    ``lines[i]`` is the line ``events[i]`` was read from; ``rows`` counts every data row seen
-    (valid or not, blank lines excluded).
+    user_id: str
+    role: Literal["user", "assistant"]
+    text: str
+    ts: datetime
+    conversation_id: str | None = None
+
+
+class EventFileResult(BaseModel):
+    """What reading an event file found: the valid events and turns, and the rejected rows.
+
+    ``lines[i]`` is the line ``events[i]`` was read from (``turn_lines`` likewise for
+    ``turns``); ``rows`` counts every data row seen (valid or not, blank lines excluded).
     """
 
     path: str
     format: FileFormat
     events: list[Event] = Field(default_factory=list)
     lines: list[int] = Field(default_factory=list)
+    turns: list[TurnRecord] = Field(default_factory=list)
+    turn_lines: list[int] = Field(default_factory=list)
     errors: list[EventRowError] = Field(default_factory=list)
     rows: int = 0
 
@@ -316,10 +339,13 @@ def read_events(
     path: str | Path,
     known_item_ids: AbstractSet[str] | None = None,
     tenant: str = "default",
+    *,
+    turns: bool = False,
 ) -> EventFileResult:
     """Read every row of an event file, keeping the valid events and listing the bad rows.
 
-    ``known_item_ids``, when given, rejects rows whose item is not in it. Raises
+    ``known_item_ids``, when given, rejects rows whose item is not in it. With ``turns``, rows
+    typed ``user_turn``/``assistant_turn`` are read as ``TurnRecord``s (else rejected). Raises
     ``EventFileError`` only for an unsupported extension and ``OSError`` if the file cannot be
     opened; everything about the content is reported in ``errors``.
     """
@@ -345,11 +371,14 @@ def read_events(
         event = None
         if source.row is not None:
             event, row_problems = _row_to_event(
-                name, source.line, source.row, known_item_ids, tenant
+                name, source.line, source.row, known_item_ids, tenant, turns
             )
             problems.extend(row_problems)
         if problems or event is None:
             result.errors.extend(problems)
+        elif isinstance(event, TurnRecord):
+            result.turns.append(event)
+            result.turn_lines.append(source.line)
         else:
             result.events.append(event)
             result.lines.append(source.line)
@@ -361,12 +390,14 @@ def load_events(
     known_item_ids: AbstractSet[str] | None = None,
     skip_invalid: bool = False,
     tenant: str = "default",
+    *,
+    turns: bool = False,
 ) -> EventFileResult:
     """``read_events``, raising ``EventFileError`` if any row is invalid unless ``skip_invalid``.
 
     With ``skip_invalid`` the result holds the valid events and the rejected rows' errors.
     """
-    result = read_events(path, known_item_ids=known_item_ids, tenant=tenant)
+    result = read_events(path, known_item_ids=known_item_ids, tenant=tenant, turns=turns)
     if result.errors and not skip_invalid:
         raise EventFileError(result.path, result.errors, rows=result.rows)
     return result
@@ -517,8 +548,9 @@ def _row_to_event(
     row: _Row,
     known_item_ids: AbstractSet[str] | None,
     tenant: str,
-) -> tuple[Event | None, list[EventRowError]]:
-    """The event a row stands for, or every problem found in it."""
+    turns: bool = False,
+) -> tuple[Event | TurnRecord | None, list[EventRowError]]:
+    """The event (or, with ``turns``, the turn) a row stands for, or every problem in it."""
     errors: list[EventRowError] = []
 
     def fail(canonical: str, message: str) -> None:
@@ -538,13 +570,22 @@ def _row_to_event(
         fail("user", "is required" if raw is None else f"must be a string, not {_kind(raw)}")
 
     kind: EventType | None = None
+    role: Literal["user", "assistant"] | None = None
+    expected = ", ".join([*EVENT_TYPES, *TURN_TYPES] if turns else EVENT_TYPES)
     raw = get("type")
+    spelled = raw.strip().lower() if isinstance(raw, str) else None
     if raw is None:
-        fail("type", "is required; expected one of " + ", ".join(EVENT_TYPES))
-    elif not isinstance(raw, str) or raw.strip().lower() not in EVENT_TYPES:
-        fail("type", f"unknown event type {raw!r}; expected one of " + ", ".join(EVENT_TYPES))
+        fail("type", "is required; expected one of " + expected)
+    elif spelled in TURN_TYPES:
+        if turns:
+            role = TURN_TYPES[spelled]
+        else:
+            fail("type", f"{raw!r} is a conversation turn: history imports take item events "
+                 "only (log turns with log_message; `convrec train` reads them from files)")
+    elif spelled not in EVENT_TYPES:
+        fail("type", f"unknown event type {raw!r}; expected one of " + expected)
     else:
-        kind = cast(EventType, raw.strip().lower())
+        kind = cast(EventType, spelled)
 
     raw = get("item")
     item_id = _identifier(raw)
@@ -588,6 +629,15 @@ def _row_to_event(
         for canonical, message in _type_rules(kind, item_id, text, value):
             if _key(row, canonical) not in failed:
                 fail(canonical, message)
+    if role is not None:  # a turn: its text, and nothing about an item
+        if "item" in row and get("item") is not None:
+            fail("item", f"a {spelled} has no item")
+        if not (text and text.strip()) and "text" not in {e.field for e in errors}:
+            fail("text", f"is required for type '{spelled}'")
+        if errors or user_id is None or ts is None or text is None:
+            return None, errors
+        return TurnRecord(user_id=user_id, role=role, text=text, ts=ts,
+                          conversation_id=conversation_id), []
     if errors or user_id is None or kind is None or ts is None:
         return None, errors
     event = Event(

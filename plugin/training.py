@@ -1,7 +1,8 @@
-"""File-based workflows around the sequential model: train from, and evaluate on, JSONL files.
+"""File-based workflows around the sequential model: train from, and evaluate on, files.
 
 Items file: what ``convrec.knowledge.loaders.load_items`` reads (JSONL of items with ``id``,
-``kind``, ``title``, ...). Events file: one JSON object per line::
+``kind``, ``title``, ...). Events file: what ``convrec.events`` reads (JSONL or CSV; the same
+reader as history imports, with turns allowed), e.g. one JSON object per line::
 
     {"user": "u1", "item": "sku-1", "type": "view", "ts": 1717000000, "value": 4.0}
     {"user": "u1", "type": "user_turn", "text": "a fast kettle?", "ts": "2024-05-29T16:26:40Z"}
@@ -16,7 +17,6 @@ Split: each user's last target item event is the test, the one before it the val
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,17 +27,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from convrec.events import parse_timestamp
+from convrec.events import load_events, parse_timestamp
 from convrec.model.checkpoint import load_checkpoint, save_checkpoint
-from convrec.model.config import EVENT_TYPE_INDEX, TURN_TYPES, ModelConfig, TrainConfig
+from convrec.model.config import EVENT_TYPE_INDEX, ModelConfig, TrainConfig
 from convrec.model.data import FeatureTables, UserSequence, leave_one_out
 from convrec.model.evaluate import evaluate
 from convrec.model.network import time_gap_buckets
-
-#: Event types an events file may hold.
-FILE_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPE_INDEX if t != "pad")
-#: Shown for the first problems of a bad events file.
-MAX_REPORTED = 20
 
 
 class ItemLike(Protocol):
@@ -57,18 +52,6 @@ class Encoder(Protocol):
     def encode_items(self, items: Sequence[Any]) -> np.ndarray: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class EventFileError(ValueError):
-    """Problems in an events file, each with its line number and field."""
-
-    def __init__(self, path: str | Path, problems: list[tuple[int, str, str]]) -> None:
-        self.path = str(path)
-        self.problems = problems
-        shown = [f"{self.path}:{line}: field {fld!r}: {msg}" for line, fld, msg in problems]
-        more = len(problems) - MAX_REPORTED
-        text = "\n".join(shown[:MAX_REPORTED]) + (f"\n... and {more} more" if more > 0 else "")
-        super().__init__(f"{len(problems)} problem(s) in events file:\n{text}")
 
 
 @dataclass
@@ -104,74 +87,23 @@ def parse_ts(value: Any) -> float:
 
 
 def read_events(path: str | Path, known_items: Iterable[str]) -> list[FileEvent]:
-    """Parse and check an events file; raises ``EventFileError`` naming each bad line and field."""
-    known = set(known_items)
-    events: list[FileEvent] = []
-    problems: list[tuple[int, str, str]] = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.append((line_no, "<line>", f"not valid JSON ({exc.msg})"))
-                continue
-            if not isinstance(row, dict):
-                problems.append((line_no, "<line>", "expected a JSON object"))
-                continue
-            event = _check_row(row, line_no, known, problems)
-            if event is not None:
-                events.append(event)
-    if problems:
-        raise EventFileError(path, problems)
-    return events
+    """Every row of an events file (JSONL or CSV), item events and turns, in file order.
 
-
-def _check_row(
-    row: dict[str, Any], line: int, known: set[str], problems: list[tuple[int, str, str]]
-) -> FileEvent | None:
-    before = len(problems)
-    user = row.get("user")
-    if isinstance(user, bool) or not isinstance(user, str | int) or str(user).strip() == "":
-        problems.append((line, "user", f"missing or not a string/integer: {user!r}"))
-    kind = row.get("type")
-    if kind not in FILE_EVENT_TYPES:
-        problems.append((line, "type", f"{kind!r} is not one of {', '.join(FILE_EVENT_TYPES)}"))
-    try:
-        ts = parse_ts(row.get("ts"))
-    except ValueError as exc:
-        problems.append((line, "ts", str(exc)))
-        ts = 0.0
-    item, text = row.get("item"), row.get("text")
-    if text is not None and not isinstance(text, str):
-        problems.append((line, "text", f"not a string: {text!r}"))
-    if kind in TURN_TYPES:
-        if item is not None:
-            problems.append((line, "item", f"a {kind} has no item"))
-        if not text:
-            problems.append((line, "text", f"a {kind} needs its text"))
-    elif item is None:
-        if kind != "search" or not text:
-            problems.append((line, "item", "missing (only a search with text may omit it)"))
-    elif not isinstance(item, str | int) or isinstance(item, bool):
-        problems.append((line, "item", f"not a string/integer: {item!r}"))
-    elif str(item) not in known:
-        problems.append((line, "item", f"unknown item id {str(item)!r} (not in the items file)"))
-    value = row.get("value")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        problems.append((line, "value", f"not a number: {value!r}"))
-    if len(problems) > before:
-        return None
-    return FileEvent(
-        user=str(user),
-        type=str(kind),
-        ts=ts,
-        line=line,
-        item=None if item is None else str(item),
-        text=text,
-        value=None if value is None else float(value),
-    )
+    The file is read by ``convrec.events`` (the reader history imports use, with turns allowed):
+    raises ``EventFileError`` naming each bad line and field, including unknown item ids.
+    """
+    result = load_events(path, known_item_ids=set(known_items), turns=True)
+    rows = [
+        FileEvent(user=e.user_id, type=e.type, ts=e.ts.timestamp(), line=line,
+                  item=e.item_id, text=e.text, value=e.value)
+        for e, line in zip(result.events, result.lines, strict=True)
+    ]
+    rows += [
+        FileEvent(user=t.user_id, type=f"{t.role}_turn", ts=t.ts.timestamp(), line=line,
+                  text=t.text)
+        for t, line in zip(result.turns, result.turn_lines, strict=True)
+    ]
+    return sorted(rows, key=lambda e: e.line)
 
 
 # --- sequences -----------------------------------------------------------------------------------

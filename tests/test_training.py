@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from convrec.events import EventFileError
 from convrec.model import ModelConfig, TrainConfig, load_checkpoint
 from convrec.training import (
-    EventFileError,
     evaluate_from_files,
     parse_ts,
     read_events,
@@ -154,10 +154,11 @@ def test_event_file_errors_name_line_and_field(tmp_path):
     with pytest.raises(EventFileError) as err:
         read_events(path, ["p1"])
     text = str(err.value)
-    for line, fld in [(2, "item"), (3, "type"), (4, "ts"), (5, "user"), (6, "text"), (7, "<line>")]:
+    for line, fld in [(2, "item"), (3, "type"), (4, "ts"), (5, "user"), (6, "text")]:
         assert f"events.jsonl:{line}: field '{fld}'" in text
+    assert "events.jsonl:7: malformed JSON" in text
     assert "nope" in text
-    assert [p[0] for p in err.value.problems] == [2, 3, 4, 5, 6, 7]
+    assert [e.line for e in err.value.errors] == [2, 3, 4, 5, 6, 7]
 
 
 def test_train_from_files_reports_a_bad_events_file(tmp_path, files):
@@ -195,3 +196,22 @@ def test_with_the_real_minilm_encoder(tmp_path, files, minilm):
     assert loaded.metadata["encoder_identity"]["dim"] == 384
     scores = evaluate_from_files(items, events, tmp_path / "m", encoder=encoder)
     assert scores["n_users"] == 40
+
+
+def test_events_files_for_training_and_for_history_share_one_reader(tmp_path):
+    """Turns are training data; a history import says where they belong instead."""
+    from convrec.events import load_events
+
+    rows = [{"user": "u1", "type": "user_turn", "text": "a fast kettle?", "ts": T0},
+            {"user": "u1", "item": "p1", "type": "view", "ts": T0 + 5}]
+    path = _write_jsonl(tmp_path / "events.jsonl", rows)
+    got = read_events(path, ["p1"])
+    assert [(e.type, e.item, e.text, e.line) for e in got] == [
+        ("user_turn", None, "a fast kettle?", 1), ("view", "p1", None, 2)]
+    with pytest.raises(EventFileError, match=r"events.jsonl:1: field 'type': .*turn"):
+        load_events(path, known_item_ids={"p1"})
+    csv_path = tmp_path / "events.csv"
+    csv_path.write_text(f"user,item,type,ts,text\nu1,,assistant_turn,{T0},hello\nu1,p1,click,{T0}"
+                        ",\n")
+    assert [(e.type, e.line) for e in read_events(csv_path, ["p1"])] == [
+        ("assistant_turn", 2), ("click", 3)]
