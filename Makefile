@@ -41,12 +41,16 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/adapter_latency.py --json $(OUT)/adapters.json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faq.py --kb $(DATA)/covid-faq/faq_covidbert.csv \
 		--queries benchmarks/data/faq_dev_queries.jsonl --out $(OUT)/faq.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faq.py --kb $(DATA)/covid-faq/faq_covidbert.csv \
+		--queries benchmarks/data/faq_fresh_queries.jsonl --variant default \
+		--out $(OUT)/faq_fresh.json
 
 # The long ones: ReDial (~10 min) and MovieLens-1M (about 30 min per neural model on 2 cores).
 bench-all: bench
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/redial.py \
 		--split-dev $(DATA)/redial/kgsf_valid_data.jsonl \
-		--movies $(DATA)/redial/movies_with_mentions.csv --out $(OUT)/redial.json
+		--movies $(DATA)/redial/movies_with_mentions.csv --movielens $(DATA)/movielens-1m \
+		--sequence-model --out $(OUT)/redial.json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/movielens.py --data $(DATA)/movielens-1m \
 		--out $(OUT)/movielens.json
 
