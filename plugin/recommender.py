@@ -170,6 +170,12 @@ class Recommender:
         if decisions is None:
             decisions = logged_decisions(self.history_store, tenant=tenant)
         decisions = list(decisions)
+        if len({d.label for d in decisions}) < 2:
+            raise ValueError(
+                f"calibrating needs decisions of both kinds, welcome and unwelcome; found "
+                f"{sum(d.label for d in decisions)} welcome of {len(decisions)}. Log suggestions "
+                "with a user_id and conversation_id and the user's feedback (clicks, dismissals),"
+                " or give labelled decisions (convrec calibrate --labels FILE)")
         before = self.gate
         texts = [d.text for d in decisions]
         known = [i for i, t in enumerate(texts) if t]

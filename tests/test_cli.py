@@ -131,3 +131,9 @@ def test_calibrate_fits_the_gate_from_a_labels_file(workspace, capsys):
     write(workspace / "bad.jsonl", json.dumps({"score": 0.3, "label": "yes"}))
     assert main(["calibrate", "--labels", str(workspace / "bad.jsonl")]) == 2
     assert "bad.jsonl:1: field 'label'" in capsys.readouterr().err
+
+
+def test_calibrate_without_logged_decisions_says_what_is_missing(workspace, capsys):
+    assert main(["calibrate"]) == 2
+    err = capsys.readouterr().err
+    assert "found 0 welcome of 0" in err and "--labels" in err
