@@ -225,19 +225,28 @@ RUNNERS: dict[str, Callable[[Split, int, dict], dict]] = {
 }
 
 
-def configs(quick: bool, max_minutes: float, schedule: str) -> tuple[ModelConfig, TrainConfig]:
-    if quick:
+def configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The neural rows' configuration: the defaults below, or what the command line says."""
+    if args.quick:
         model = ModelConfig(n_items=0, d_model=32, max_len=50, dropout=0.2, use_time=False)
         return model, TrainConfig(epochs=3, batch_size=128, lr=2e-3, num_threads=2)
-    model = ModelConfig(n_items=0, d_model=64, n_layers=2, max_len=200, dropout=0.2, use_time=False)
+    model = ModelConfig(
+        n_items=0,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        max_len=200,
+        dropout=args.dropout,
+        use_time=False,
+    )
     return model, TrainConfig(
         epochs=400,
-        batch_size=64,
-        lr=2e-3,
-        lr_schedule=schedule,  # type: ignore[arg-type]
-        patience=5,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        patience=args.patience,
         eval_every=2,
-        max_seconds=max_minutes * 60,
+        max_seconds=args.max_minutes * 60,
         num_threads=2,
     )
 
@@ -248,7 +257,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     if args.quick:
         seqs = seqs[:1000]
     split = leave_one_out(seqs)
-    model, tc = configs(args.quick, args.max_minutes, args.lr_schedule)
+    model, tc = configs(args)
     opts = {"data": args.data, "abstracts": args.abstracts, "model": model, "train": tc}
     if method in ("zero_shot", "ours_content"):
         item_vectors(item_texts(args.data, n_items, args.abstracts))  # encode outside the clock
@@ -291,6 +300,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-minutes", type=float, default=28.0, help="training budget per model")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
+    model = parser.add_argument_group("the neural rows' model and training")
+    model.add_argument("--d-model", type=int, default=64)
+    model.add_argument("--layers", type=int, default=2)
+    model.add_argument("--heads", type=int, default=1)
+    model.add_argument("--dropout", type=float, default=0.2)
+    model.add_argument("--batch-size", type=int, default=64)
+    model.add_argument("--lr", type=float, default=2e-3)
+    model.add_argument(
+        "--patience", type=int, default=5, help="evaluations (every 2 epochs) without gain"
+    )
     parser.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method, in-process
     args = parser.parse_args(argv)
 
@@ -304,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
             cmd = [sys.executable, __file__, "--method", method, "--out", str(part)]
             cmd += ["--data", str(args.data), "--max-minutes", str(args.max_minutes)]
             cmd += ["--lr-schedule", args.lr_schedule]
+            for flag in ("d_model", "layers", "heads", "dropout", "batch_size", "lr", "patience"):
+                cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
             cmd += ["--quick"] * args.quick + ["--abstracts"] * args.abstracts
             print(f"== {method}", flush=True)
             # Idle OpenMP threads sleep instead of spinning: on shared cores, spinning threads
