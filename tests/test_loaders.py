@@ -134,9 +134,13 @@ def test_tenant_fills_records_without_one(tmp_path):
 
 def test_long_article_body_is_clipped_deliberately():
     body = "word " * 2000
-    text = parse_item({**ARTICLE, "body": body}).encoding_text()
+    from convrec.knowledge.items import BODY_CHARS
+
+    article = parse_item({**ARTICLE, "body": body})
+    text = article.encoding_text()
     assert text.startswith("Shipping delays. Shipping delays")
-    assert len(text) < 1100 and text.endswith("…")
+    assert len(text) < BODY_CHARS + 100 and text.endswith("…")
+    assert BODY_CHARS - 10 <= len(article.body_text()) <= BODY_CHARS + 1
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
