@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "ItemLoadError": "convrec.knowledge.loaders",
     "load_items": "convrec.knowledge.loaders",
     "ContentEncoder": "convrec.knowledge.encoder",
+    "Gate": "convrec.pipeline.gate",
+    "Decision": "convrec.pipeline.gate",
 }
 
 __all__ = ["__version__", *_EXPORTS]
