@@ -616,10 +616,9 @@ def gate_decisions(dialogues, enc: Encoded, settings
 def gate_report(scores, labels, gate, said=None) -> dict[str, float]:
     """Precision, recall and surface rate of ``gate`` (with the seeker's last turn, if given),
     and the AUC of the relevance it answers."""
-    from convrec.pipeline.gate import auc
+    from convrec.pipeline.gate import auc, relevances
 
-    said = said if said is not None and gate.intent else [None] * len(scores)
-    rel = np.array([gate.relevance(float(s), v) for s, v in zip(scores, said, strict=True)])
+    rel = relevances(gate, scores, said if gate.intent else None)
     opened = rel >= gate.threshold
     tp = int((opened & labels).sum())
     return {

@@ -365,16 +365,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     rec = _recommender(args)
     decisions = read_decisions_jsonl(args.labels) if args.labels else None
-    try:
-        report = rec.calibrate_gate(
-            decisions,
-            threshold=args.threshold,
-            precision=args.precision,
-            intent=args.intent,
-            save=not args.dry_run,
-        )
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    report = rec.calibrate_gate(  # a ValueError is reported by main(), exit status 2
+        decisions,
+        threshold=args.threshold,
+        precision=args.precision,
+        intent=args.intent,
+        save=not args.dry_run,
+    )
     print(report.model_dump_json(indent=2, exclude={"gate": {"intent"}}))
     return 0
 

@@ -630,7 +630,7 @@ def _row_to_event(
             if _key(row, canonical) not in failed:
                 fail(canonical, message)
     if role is not None:  # a turn: its text, and nothing about an item
-        if "item" in row and get("item") is not None:
+        if get("item") is not None:
             fail("item", f"a {spelled} has no item")
         if not (text and text.strip()) and "text" not in {e.field for e in errors}:
             fail("text", f"is required for type '{spelled}'")

@@ -164,7 +164,13 @@ class Recommender:
         say about wanting a suggestion. ``precision`` picks the lowest threshold reaching it on
         these data; else ``threshold`` (default: the current one) is kept.
         """
-        from convrec.pipeline.gate import auc, calibrate, logged_decisions, precision_recall
+        from convrec.pipeline.gate import (
+            auc,
+            calibrate,
+            logged_decisions,
+            precision_recall,
+            relevances,
+        )
 
         tenant = tenant or self.settings.tenant
         if decisions is None:
@@ -186,17 +192,15 @@ class Recommender:
                   for i, d in enumerate(decisions)]
         labels = [d.label for d in decisions]
         use_intent = intent and bool(known)
-        gate = calibrate(scores, labels, threshold=before.threshold if threshold is None
-                         else threshold, precision=precision,
-                         turn_vectors=vectors if use_intent else None,
-                         encoder=self.encoder.name if use_intent else None)
         turn_vectors = vectors if use_intent else None
-        relevance = [gate.relevance(sc, turn_vectors[i] if turn_vectors is not None else None)
-                     for i, sc in enumerate(scores)]
+        gate = calibrate(scores, labels, threshold=before.threshold if threshold is None
+                         else threshold, precision=precision, turn_vectors=turn_vectors,
+                         encoder=self.encoder.name if use_intent else None)
         path = gate.save(self.gate_path) if save else None
         return GateCalibration(
             gate=gate.to_dict(), n_decisions=len(labels), n_positive=sum(labels),
-            n_with_text=len(known), intent=use_intent, auc=auc(relevance, labels),
+            n_with_text=len(known), intent=use_intent,
+            auc=auc(relevances(gate, scores, turn_vectors), labels),
             auc_before=auc(scores, labels),
             in_sample=precision_recall(gate, scores, labels, turn_vectors),
             path=str(path) if path else None)

@@ -207,8 +207,9 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 # ---------------------------------------------------------------------------------------------
 # calibration on a deployment's own decisions
 # ---------------------------------------------------------------------------------------------
-def _relevances(gate: Gate, scores: Sequence[float],
-                turn_vectors: np.ndarray | None) -> np.ndarray:
+def relevances(gate: Gate, scores: Sequence[float],
+               turn_vectors: np.ndarray | None = None) -> np.ndarray:
+    """``gate.relevance`` of each decision (with its last user turn's vector, if given)."""
     if turn_vectors is None:
         return np.array([gate.relevance(float(s)) for s in scores])
     return np.array([gate.relevance(float(s), v)
@@ -218,7 +219,7 @@ def _relevances(gate: Gate, scores: Sequence[float],
 def precision_recall(gate: Gate, scores: Sequence[float], labels: Sequence[bool],
                      turn_vectors: np.ndarray | None = None) -> dict:
     """What ``gate`` would have done on labelled decisions: precision, recall, surface rate."""
-    opened = _relevances(gate, scores, turn_vectors) >= gate.threshold
+    opened = relevances(gate, scores, turn_vectors) >= gate.threshold
     y = np.asarray(labels, dtype=bool)
     tp = int((opened & y).sum())
     return {"precision": tp / int(opened.sum()) if opened.any() else float("nan"),
@@ -236,7 +237,7 @@ def threshold_for_precision(gate: Gate, scores: Sequence[float], labels: Sequenc
     ``min_support`` surfaced decisions, so a lucky handful cannot set it. Returns 1.0 (never
     surface) when no threshold reaches the target.
     """
-    rel = _relevances(gate, scores, turn_vectors)
+    rel = relevances(gate, scores, turn_vectors)
     y = np.asarray(labels, dtype=bool)
     order = np.argsort(-rel, kind="mergesort")
     hits = np.cumsum(y[order])
