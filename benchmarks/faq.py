@@ -210,18 +210,20 @@ def evaluate_variant(articles, queries, variant, encoder, *, chroma=None,
 
 
 def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all",
-        chroma: str | None = None, title_weight: float = 0.5) -> dict:
+        chroma: str | None = None, title_weight: float = 0.5,
+        encoder_model: str | None = None) -> dict:
     from convrec.knowledge.encoder import ContentEncoder
 
     t0 = time.perf_counter()
     articles = load_kb(kb)
     queries = load_queries(queries_path)
-    encoder = ContentEncoder()
+    encoder = ContentEncoder(encoder_model)
     variants = VARIANTS if variant == "all" else (variant,)
     results = {v: evaluate_variant(articles, queries, v, encoder, chroma=chroma,
                                    title_weight=title_weight) for v in variants}
     top = "fused" if "fused" in results else variants[0]
     out = {"benchmark": "faq", "kb": str(kb), "queries": str(queries_path),
+           "encoder": encoder.name,
            "n_articles": len(articles), "variant": top, "title_weight": title_weight,
            **{k: v for k, v in results[top].items() if k not in ("misses", "false_surfaces")},
            "variants": results, "seconds_total": round(time.perf_counter() - t0, 1)}
@@ -254,10 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variant", choices=(*VARIANTS, "all"), default="all")
     p.add_argument("--title-weight", type=float, default=0.5)
     p.add_argument("--chroma", help="use a persistent Chroma index under this folder")
+    p.add_argument("--encoder", help="sentence-transformers model name or local folder "
+                   "(default: the plugin's all-MiniLM-L6-v2)")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run(a.kb, a.queries, a.out, variant=a.variant, chroma=a.chroma,
-        title_weight=a.title_weight)
+        title_weight=a.title_weight, encoder_model=a.encoder)
     return 0
 
 

@@ -737,7 +737,8 @@ def sequence_model_scores(train, test, enc_train: Encoded, enc_test: Encoded, co
 # ---------------------------------------------------------------------------------------------
 def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None = None,
         seed: int = 0, cache: str | None = None, test_fraction: float = 0.2,
-        sequence_model: bool = False, movielens: str | None = None) -> dict:
+        sequence_model: bool = False, movielens: str | None = None,
+        encoder: str | None = None) -> dict:
     from convrec.knowledge.encoder import ContentEncoder
     from convrec.pipeline.gate import Gate, auc, fit_gate
     from convrec.settings import SuggestSettings
@@ -754,7 +755,7 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
     tiebreak = np.random.default_rng(12345).permutation(len(movie_ids))
     settings = SuggestSettings()
 
-    vectors = TextVectors(ContentEncoder(), cache)
+    vectors = TextVectors(ContentEncoder(encoder), cache)
     both = train + test
     enc_all = encode_all(both, movie_ids, titles, vectors)
     if movielens:
@@ -834,6 +835,7 @@ def run(train_path, test_path, movies_path, out_path, *, split_dev: str | None =
     best = "hybrid"
     out = {
         "benchmark": "redial", "source": source, "movies": str(movies_path),
+        "encoder": vectors.encoder.name,
         "n_train_dialogues": len(train), "n_test_dialogues": len(test),
         "n_test_examples": len(test_ex), "n_movies": len(movie_ids),
         "standard": results[best]["standard"], "dedup": results[best]["dedup"],
@@ -892,13 +894,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also train convrec's sequential model on the training dialogues")
     p.add_argument("--movielens", help="MovieLens-1M folder (movies.dat, dbpedia_abstracts.json)"
                    ": adds genres and abstracts to the movies it matches by title and year")
+    p.add_argument("--encoder", help="sentence-transformers model name or local folder "
+                   "(default: the plugin's all-MiniLM-L6-v2)")
     a = p.parse_args(argv)
     if not a.split_dev and not (a.train and a.test):
         p.error("give --train and --test, or --split-dev FILE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run(a.train, a.test, a.movies, a.out, split_dev=a.split_dev, seed=a.seed,
         cache=a.cache or None, test_fraction=a.test_fraction, sequence_model=a.sequence_model,
-        movielens=a.movielens)
+        movielens=a.movielens, encoder=a.encoder)
     return 0
 
 

