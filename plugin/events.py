@@ -14,7 +14,7 @@ key             aliases                                    notes
 ``item``        ``item_id``                                may be empty only for search
 ``type``                                                   one of ``EVENT_TYPES`` (+ turns)
 ``ts``          ``time``, ``timestamp``                    Unix seconds or ISO 8601
-``value``                                                  number; required for rate
+``value``                                                  number; optional (a rating)
 ``text``                                                   required for search
 ``conversation``  ``conversation_id``                      optional
 ==============  =========================================  ===========================
@@ -289,25 +289,22 @@ def event_problems(event: Event) -> list[tuple[str, str]]:
     """What makes an otherwise well-typed ``Event`` unusable, as ``(field, message)`` pairs.
 
     ``Event`` allows any combination of optional fields; behaviour data needs more: every type
-    but ``search`` names an item, a ``search`` has text, and a ``rate`` has a value. The reader
-    and the history store both apply these rules.
+    but ``search`` names an item and a ``search`` has text. A ``rate`` may come without its
+    value (data sets such as MovieLens in SASRec's form keep only that a rating happened). The
+    reader and the history store both apply these rules.
     """
-    problems = _type_rules(event.type, event.item_id, event.text, event.value)
+    problems = _type_rules(event.type, event.item_id, event.text)
     if event.value is not None and not math.isfinite(event.value):
         problems.append(("value", f"must be a finite number, got {event.value}"))
     return problems
 
 
-def _type_rules(
-    kind: str, item_id: str | None, text: str | None, value: float | None
-) -> list[tuple[str, str]]:
+def _type_rules(kind: str, item_id: str | None, text: str | None) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if kind != "search" and not item_id:
         problems.append(("item", f"is required for type '{kind}' (only 'search' may omit it)"))
     if kind == "search" and not (text and text.strip()):
         problems.append(("text", "is required for type 'search'"))
-    if kind == "rate" and value is None:
-        problems.append(("value", "is required for type 'rate'"))
     return problems
 
 
@@ -626,7 +623,7 @@ def _row_to_event(
 
     if kind is not None:  # the rules of its type, for fields not already reported
         failed = {e.field for e in errors}
-        for canonical, message in _type_rules(kind, item_id, text, value):
+        for canonical, message in _type_rules(kind, item_id, text):
             if _key(row, canonical) not in failed:
                 fail(canonical, message)
     if role is not None:  # a turn: its text, and nothing about an item

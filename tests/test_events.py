@@ -179,7 +179,6 @@ def test_millisecond_timestamps_get_a_hint() -> None:
 @pytest.mark.parametrize(
     ("row", "field", "needle"),
     [
-        ({"user": "u", "item": "a", "type": "rate", "ts": T0}, "value", "required for type 'rate'"),
         ({"user": "u", "type": "click", "ts": T0}, "item", "only 'search' may omit it"),
         ({"user": "u", "item": "", "type": "click", "ts": T0}, "item", "only 'search'"),
         ({"user": "u", "type": "search", "ts": T0}, "text", "required for type 'search'"),
@@ -207,8 +206,14 @@ def test_every_problem_of_a_row_is_reported(tmp_path: Path) -> None:
     assert [(e.field, e.message.split(" ")[0]) for e in errors] == [
         ("item", "unknown"),
         ("ts", "'never'"),
-        ("value", "is"),
     ]
+
+
+def test_a_rating_may_come_without_its_value(tmp_path: Path) -> None:
+    """SASRec-style data keeps only that a rating happened (the issue's events format)."""
+    path = jsonl(tmp_path / "e.jsonl", {"user": "u", "item": "a", "type": "rate", "ts": T0})
+    result = read_events(path, known_item_ids={"a"})
+    assert result.errors == [] and result.events[0].value is None
 
 
 def test_nan_is_not_a_number(tmp_path: Path) -> None:
@@ -222,10 +227,10 @@ def test_nan_is_not_a_number(tmp_path: Path) -> None:
 def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
     path = write(
         tmp_path / "e.csv",
-        'user,item,type,ts,text\nu,,search,1,"a\nb"\n\nu,a,rate,1,\nu,a,view\n',
+        'user,item,type,ts,text\nu,,search,1,"a\nb"\n\nu,,rate,1,\nu,a,view\n',
     )
     result = read_events(path)
-    assert [(e.line, e.field) for e in result.errors] == [(5, "value"), (6, None)]
+    assert [(e.line, e.field) for e in result.errors] == [(5, "item"), (6, None)]
     assert "has 3 fields but the header (line 1) has 5" in result.errors[1].message
     assert result.lines == [2]
 
@@ -281,7 +286,8 @@ def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
 
 def test_event_problems_for_in_memory_events() -> None:
     assert event_problems(Event(user_id="u", item_id="a", type="view")) == []
-    assert [f for f, _ in event_problems(Event(user_id="u", type="rate"))] == ["item", "value"]
+    assert [f for f, _ in event_problems(Event(user_id="u", type="rate"))] == ["item"]
+    assert event_problems(Event(user_id="u", item_id="a", type="rate")) == []
 
 
 # -- timestamps -----------------------------------------------------------------------------
@@ -370,11 +376,7 @@ def valid_events(draw: st.DrawFn) -> Event:
         item_id=draw(st.none() | ids) if search else draw(ids),
         type=kind,
         ts=draw(utc_instants),
-        value=draw(
-            st.floats(allow_nan=False, allow_infinity=False)
-            if kind == "rate"
-            else st.none() | st.floats(allow_nan=False, allow_infinity=False)
-        ),
+        value=draw(st.none() | st.floats(allow_nan=False, allow_infinity=False)),
         text=draw(texts) if search else draw(st.none() | texts),
         tenant="t",
         conversation_id=draw(st.none() | ids),
