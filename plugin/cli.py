@@ -151,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=Path, default=None, help="items file (JSONL)")
     p.add_argument("--events", type=Path, default=None, help="events file (JSONL)")
     p.add_argument("--out", type=Path, default=None, help="model folder (default: workspace)")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="most epochs (default 100)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget; the learning rate anneals to 0 by then (default: none)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--all",
@@ -386,7 +392,14 @@ def _train(args: argparse.Namespace) -> int:
             "give both --items and --events, or neither (to train on the workspace's history)"
         )
     rec = _recommender(args)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise CliError(f"--max-minutes must be positive, got {args.max_minutes}")
+    max_seconds = None if args.max_minutes is None else args.max_minutes * 60
+    overrides = {
+        k: v
+        for k, v in (("epochs", args.epochs), ("seed", args.seed), ("max_seconds", max_seconds))
+        if v is not None
+    }
     train_config = None
     if overrides:
         from convrec.model import TrainConfig

@@ -111,6 +111,25 @@ def test_train_and_evaluate_commands_in_the_documented_shape(tmp_path, capsys, m
     assert metrics["n_users"] == 12 and 0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1
 
 
+def test_train_stops_at_its_time_budget(tmp_path, capsys, monkeypatch):
+    """`--max-minutes`: the epoch that crosses the budget is the last one (and is validated)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    items = [{"id": f"i{n}", "kind": "product", "title": f"Item number {n}"} for n in range(6)]
+    items_path = write(tmp_path / "items.jsonl", "\n".join(json.dumps(i) for i in items))
+    events = [{"user": f"u{u}", "item": f"i{(u + step) % 6}", "type": "rate",  # no value
+               "ts": 1_700_000_000 + 60 * step} for u in range(12) for step in range(4)]
+    events_path = write(tmp_path / "events.jsonl", "\n".join(json.dumps(e) for e in events))
+    model = tmp_path / "model"
+    assert main(["train", "--items", str(items_path), "--events", str(events_path),
+                 "--out", str(model), "--max-minutes", "0.0001"]) == 0
+    assert "(best epoch 1 of 1)" in capsys.readouterr().out
+    saved = json.loads((model / "model.json").read_text())
+    assert saved["metadata"]["train_config"]["max_seconds"] == pytest.approx(0.006)
+    assert main(["train", "--items", str(items_path), "--events", str(events_path),
+                 "--out", str(model), "--max-minutes", "0"]) == 2
+    assert "--max-minutes must be positive" in capsys.readouterr().err
+
+
 def test_calibrate_fits_the_gate_from_a_labels_file(workspace, capsys):
     asking = ["can you recommend a kettle?", "which kettle would you suggest?",
               "any ideas for a gift?", "what should I buy for tea?"]

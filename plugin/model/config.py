@@ -71,17 +71,21 @@ class TrainConfig:
     ``max_seconds`` is set, which depends on the wall clock. ``progress`` shows a bar on a
     terminal and one line per epoch. ``random_windows`` trains on a random ``max_len`` window
     of each long history per epoch instead of always the newest one.
+
+    The defaults are the recipe measured on MovieLens-1M (``benchmarks/movielens.py``: batch
+    64, lr 2e-3 annealed by cosine, validation every 2 epochs, patience 5 validations); on
+    those 2 CPU cores it early-stopped after 46 epochs, at 0.1759 test NDCG@10.
     """
 
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
     weight_decay: float = 0.0
     loss: Literal["full", "sampled"] = "full"
     n_negatives: int = 1024
     patience: int = 5
-    eval_every: int = 1
+    eval_every: int = 2
     max_seconds: float | None = None
     seed: int = 42
     num_threads: int | None = None
