@@ -121,10 +121,10 @@ def test_train_stops_at_its_time_budget(tmp_path, capsys, monkeypatch):
     events_path = write(tmp_path / "events.jsonl", "\n".join(json.dumps(e) for e in events))
     model = tmp_path / "model"
     assert main(["train", "--items", str(items_path), "--events", str(events_path),
-                 "--out", str(model), "--max-minutes", "0.0001"]) == 0
+                 "--out", str(model), "--max-minutes", "1e-9"]) == 0  # < any epoch
     assert "(best epoch 1 of 1)" in capsys.readouterr().out
     saved = json.loads((model / "model.json").read_text())
-    assert saved["metadata"]["train_config"]["max_seconds"] == pytest.approx(0.006)
+    assert saved["metadata"]["train_config"]["max_seconds"] == pytest.approx(6e-8)
     assert main(["train", "--items", str(items_path), "--events", str(events_path),
                  "--out", str(model), "--max-minutes", "0"]) == 2
     assert "--max-minutes must be positive" in capsys.readouterr().err
