@@ -211,19 +211,31 @@ def evaluate_variant(articles, queries, variant, encoder, *, chroma=None,
 
 def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all",
         chroma: str | None = None, title_weight: float = 0.5,
-        encoder_model: str | None = None) -> dict:
+        encoder_model: str | None = None, adapt_epochs: int = 0) -> dict:
     from convrec.knowledge.encoder import ContentEncoder
 
     t0 = time.perf_counter()
     articles = load_kb(kb)
     queries = load_queries(queries_path)
     encoder = ContentEncoder(encoder_model)
+    adapted = None
+    if adapt_epochs:  # fine-tune on the KB's own articles first (no queries are used)
+        import tempfile
+
+        from convrec.knowledge.adapt import AdaptConfig, adapt_encoder
+
+        folder = Path(tempfile.mkdtemp(prefix="faq-adapted-")) / "encoder"
+        report = adapt_encoder(articles, folder, encoder=encoder,
+                               config=AdaptConfig(epochs=adapt_epochs))
+        adapted = {"from": encoder.name, "epochs": adapt_epochs, "seconds": report.seconds,
+                   "losses": report.losses}
+        encoder = ContentEncoder(folder)
     variants = VARIANTS if variant == "all" else (variant,)
     results = {v: evaluate_variant(articles, queries, v, encoder, chroma=chroma,
                                    title_weight=title_weight) for v in variants}
     top = "fused" if "fused" in results else variants[0]
     out = {"benchmark": "faq", "kb": str(kb), "queries": str(queries_path),
-           "encoder": encoder.name,
+           "encoder": encoder.name, "adapted": adapted,
            "n_articles": len(articles), "variant": top, "title_weight": title_weight,
            **{k: v for k, v in results[top].items() if k not in ("misses", "false_surfaces")},
            "variants": results, "seconds_total": round(time.perf_counter() - t0, 1)}
@@ -258,10 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chroma", help="use a persistent Chroma index under this folder")
     p.add_argument("--encoder", help="sentence-transformers model name or local folder "
                    "(default: the plugin's all-MiniLM-L6-v2)")
+    p.add_argument("--adapt-epochs", type=int, default=0,
+                   help="first adapt the encoder to the KB's articles for this many epochs "
+                   "(convrec.knowledge.adapt; 0 = off)")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run(a.kb, a.queries, a.out, variant=a.variant, chroma=a.chroma,
-        title_weight=a.title_weight, encoder_model=a.encoder)
+        title_weight=a.title_weight, encoder_model=a.encoder, adapt_epochs=a.adapt_epochs)
     return 0
 
 

@@ -144,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="report, but do not save gate.json")
 
     p = sub.add_parser(
+        "adapt-encoder",
+        parents=[common],
+        help="fine-tune the encoder on the indexed items' own texts (then re-ingest and "
+        "calibrate with it)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="new folder (default: WORKSPACE/encoders/kb-HASH)"
+    )
+    p.add_argument("--epochs", type=int, default=3)
+
+    p = sub.add_parser(
         "train",
         parents=[common],
         help="train the sequence model (on files, or on the workspace's history and items)",
@@ -195,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from convrec.events import EventFileError
         from convrec.knowledge.loaders import ItemLoadError
 
-        if isinstance(exc, ItemLoadError | EventFileError | FileNotFoundError | ValueError):
+        if isinstance(
+            exc, ItemLoadError | EventFileError | FileNotFoundError | FileExistsError | ValueError
+        ):
             print(f"convrec {args.command}: {exc}", file=sys.stderr)
             return 2
         raise
@@ -379,6 +392,21 @@ def _calibrate(args: argparse.Namespace) -> int:
         save=not args.dry_run,
     )
     print(report.model_dump_json(indent=2, exclude={"gate": {"intent"}}))
+    return 0
+
+
+@command("adapt-encoder")
+def _adapt_encoder(args: argparse.Namespace) -> int:
+    from convrec.knowledge.adapt import AdaptConfig
+
+    rec = _recommender(args)
+    report = rec.adapt_encoder(args.out, config=AdaptConfig(epochs=args.epochs))
+    print(report.model_dump_json(indent=2))
+    print(
+        f"To use it: CONVREC_ENCODER_MODEL={report.out_dir} convrec ingest ... (every item is "
+        "encoded again), then convrec calibrate: the similarity scale has moved.",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -245,6 +245,19 @@ class Recommender:
     def get_items(self, ids: Sequence[str], tenant: str | None = None) -> list[Article | Product]:
         return [s.item for s in self.index.get(ids, tenant or self.settings.tenant)]
 
+    def adapt_encoder(self, out_dir: str | Path | None = None, *, tenant: str | None = None,
+                      config: Any = None):
+        """Fine-tune a copy of the encoder on the indexed items' own texts (no labels needed) and
+        save it; returns an ``AdaptReport``. The running encoder is unchanged: configure the saved
+        folder as ``encoder_model``, ingest again, then recalibrate the gate (see
+        ``convrec.knowledge.adapt``). Default folder: ``WORKSPACE/encoders/kb-<hash>``."""
+        from convrec.knowledge.adapt import adapt_encoder
+
+        tenant = tenant or self.settings.tenant
+        items = self.get_items(sorted(self.index.fingerprints(tenant)), tenant)
+        return adapt_encoder(items, out_dir, encoder=self.encoder, config=config,
+                             root=self.settings.workspace)
+
     # -- suggestions ------------------------------------------------------------------------
     def suggest(
         self,
