@@ -44,6 +44,9 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faq.py --kb $(DATA)/covid-faq/faq_covidbert.csv \
 		--queries benchmarks/data/faq_fresh_queries.jsonl --variant default \
 		--out $(OUT)/faq_fresh.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faq.py --kb $(DATA)/covid-faq/faq_covidbert.csv \
+		--queries benchmarks/data/faq_fresh2_queries.jsonl --variant default \
+		--out $(OUT)/faq_fresh2.json
 
 # The long ones: ReDial (~10 min) and MovieLens-1M (about 30 min per neural model on 2 cores).
 bench-all: bench

