@@ -40,6 +40,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -219,20 +220,18 @@ def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all
     queries = load_queries(queries_path)
     encoder = ContentEncoder(encoder_model)
     adapted = None
-    if adapt_epochs:  # fine-tune on the KB's own articles first (no queries are used)
-        import tempfile
-
-        from convrec.knowledge.adapt import AdaptConfig, adapt_encoder
-
-        folder = Path(tempfile.mkdtemp(prefix="faq-adapted-")) / "encoder"
-        report = adapt_encoder(articles, folder, encoder=encoder,
-                               config=AdaptConfig(epochs=adapt_epochs))
-        adapted = {"from": encoder.name, "epochs": adapt_epochs, "seconds": report.seconds,
-                   "losses": report.losses}
-        encoder = ContentEncoder(folder)
     variants = VARIANTS if variant == "all" else (variant,)
-    results = {v: evaluate_variant(articles, queries, v, encoder, chroma=chroma,
-                                   title_weight=title_weight) for v in variants}
+    with tempfile.TemporaryDirectory(prefix="faq-adapted-") as tmp:  # removed after the run
+        if adapt_epochs:  # fine-tune on the KB's own articles first (no queries are used)
+            from convrec.knowledge.adapt import AdaptConfig, adapt_encoder
+
+            report = adapt_encoder(articles, Path(tmp) / "encoder", encoder=encoder,
+                                   config=AdaptConfig(epochs=adapt_epochs))
+            adapted = {"from": encoder.name, "epochs": adapt_epochs,
+                       "seconds": report.seconds, "losses": report.losses}
+            encoder = ContentEncoder(report.out_dir)
+        results = {v: evaluate_variant(articles, queries, v, encoder, chroma=chroma,
+                                       title_weight=title_weight) for v in variants}
     top = "fused" if "fused" in results else variants[0]
     out = {"benchmark": "faq", "kb": str(kb), "queries": str(queries_path),
            "encoder": encoder.name, "adapted": adapted,

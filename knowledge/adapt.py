@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from convrec.knowledge.encoder import ContentEncoder, default_model_path
+from convrec.knowledge.encoder import ContentEncoder
 from convrec.knowledge.items import BODY_CHARS, Article, Product
 
 #: Written next to the adapted model: what it was adapted from, and how.
@@ -107,7 +107,6 @@ def adapt_encoder(
             f"adapting needs at least 2 items with text besides their title (a body or a "
             f"description); got {len(pairs)}"
         )
-    base = encoder._model_ref or default_model_path()
     if out_dir is None:
         digest = hashlib.sha256(
             json.dumps([encoder.name, asdict(config), pairs]).encode()
@@ -115,7 +114,8 @@ def adapt_encoder(
         out = Path(root) / "encoders" / f"kb-{digest}"
         if (out / PROVENANCE).is_file():
             saved = json.loads((out / PROVENANCE).read_text())
-            return AdaptReport.model_validate({**saved["report"], "reused": True})
+            report = {**saved["report"], "out_dir": out, "reused": True}
+            return AdaptReport.model_validate(report)
     else:
         out = Path(out_dir)
         if out.exists() and any(out.iterdir()):
@@ -125,7 +125,7 @@ def adapt_encoder(
             )
 
     start = time.perf_counter()
-    losses = _fine_tune(base, pairs, config, encoder.device, out)
+    losses = _fine_tune(encoder.model_source, pairs, config, encoder.device, out)
     report = AdaptReport(
         out_dir=out,
         base=encoder.name,

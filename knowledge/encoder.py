@@ -242,6 +242,11 @@ class ContentEncoder:
                     self._model = self._load()
         return self._model
 
+    @property
+    def model_source(self) -> str:
+        """The model name or folder the weights load from (the packaged MiniLM by default)."""
+        return self._model_ref or default_model_path()
+
     def _load(self) -> SentenceTransformer:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -254,8 +259,7 @@ class ContentEncoder:
             pass
         from sentence_transformers import SentenceTransformer
 
-        path = self._model_ref or default_model_path()
-        return SentenceTransformer(path, device=self.device)
+        return SentenceTransformer(self.model_source, device=self.device)
 
     def replace(self, **changes: Any) -> ContentEncoder:
         """A copy with some constructor settings changed, sharing the loaded model.

@@ -35,6 +35,7 @@ from convrec.types import Event, Message, Suggestion, SuggestionResult, parse_tr
 
 if TYPE_CHECKING:
     from convrec.history import HistoryStore
+    from convrec.knowledge.adapt import AdaptConfig, AdaptReport
     from convrec.knowledge.encoder import ContentEncoder
     from convrec.knowledge.ingest import IngestReport
 
@@ -246,7 +247,7 @@ class Recommender:
         return [s.item for s in self.index.get(ids, tenant or self.settings.tenant)]
 
     def adapt_encoder(self, out_dir: str | Path | None = None, *, tenant: str | None = None,
-                      config: Any = None):
+                      config: AdaptConfig | None = None) -> AdaptReport:
         """Fine-tune a copy of the encoder on the indexed items' own texts (no labels needed) and
         save it; returns an ``AdaptReport``. The running encoder is unchanged: configure the saved
         folder as ``encoder_model``, ingest again, then recalibrate the gate (see
