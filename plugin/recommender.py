@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from convrec.knowledge.adapt import AdaptConfig, AdaptReport
     from convrec.knowledge.encoder import ContentEncoder
     from convrec.knowledge.ingest import IngestReport
+    from convrec.pipeline.anchor import GateAnchor, GateInForce
 
 
 class Recommender:
@@ -61,6 +62,7 @@ class Recommender:
         self._history = history
         self._personalizer: Personalizer | None | bool = None
         self._gate_file: tuple[int, Gate] | None = None
+        self._anchor: tuple[tuple, GateAnchor | None] | None = None
         self._lock = threading.RLock()
 
     # -- parts, opened lazily ----------------------------------------------------------------
@@ -133,12 +135,16 @@ class Recommender:
     @property
     def gate(self) -> Gate:
         """The gate in force: a fitted ``gate.json`` in the workspace when there is one (a
-        threshold set explicitly in the settings still wins), else the settings' curve."""
+        threshold set explicitly in the settings still wins); else the settings' curve,
+        anchored on the encoder when it is not the packaged MiniLM (see ``gate_anchor``)."""
         s = self.settings.suggest
         path = self.gate_path
         try:
             stamp = path.stat().st_mtime_ns
         except OSError:
+            anchor = self.gate_anchor()
+            if anchor is not None:
+                return Gate(center=anchor.center, scale=anchor.scale, threshold=s.threshold)
             return Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
         if self._gate_file is None or self._gate_file[0] != stamp:
             self._gate_file = (stamp, Gate.load(path))
@@ -146,6 +152,47 @@ class Recommender:
         if "threshold" in s.model_fields_set:
             gate = gate.with_threshold(s.threshold)
         return gate
+
+    def gate_anchor(self, *, force: bool = False) -> GateAnchor | None:
+        """The settings' curve moved onto this encoder's off-topic floor on the indexed items,
+        or ``None`` when the shipped curve applies as it is.
+
+        The shipped curve was fitted for the packaged all-MiniLM-L6-v2; with any other encoder
+        (and ``anchor_gate`` on, ``gate_center``/``gate_scale`` not set explicitly) everyday
+        off-topic chat is sent through the index and the curve moved to sit as far above its
+        best matches as the shipped curve sits above MiniLM's (``convrec.pipeline.anchor``).
+        It is measured once per encoder and item count; ``force`` measures it for any
+        encoder (a report, not what the gate uses).
+        """
+        from convrec.knowledge.encoder import DEFAULT_MODEL_NAME
+        from convrec.pipeline.anchor import measure_anchor
+
+        s = self.settings.suggest
+        if not force and (not s.anchor_gate or {"gate_center", "gate_scale"} & s.model_fields_set
+                          or self.encoder.name == DEFAULT_MODEL_NAME):
+            return None
+        tenant = self.settings.tenant
+        n_items = self.index.count(tenant)
+        key = (self.encoder.name, tenant, n_items, s.gate_center, s.gate_scale)
+        if self._anchor is None or self._anchor[0] != key:
+            base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+            anchor = (measure_anchor(self.encoder, self.index, base, ItemFilter(tenant=tenant),
+                                     n_items=n_items) if n_items else None)
+            self._anchor = (key, anchor)
+        return self._anchor[1]
+
+    def gate_in_force(self) -> GateInForce:
+        """The gate ``suggest`` reads now and where it comes from (``convrec gate``)."""
+        from convrec.pipeline.anchor import GateInForce
+
+        gate = self.gate
+        fitted = self.gate_path.exists()
+        anchor = None if fitted else self.gate_anchor()
+        return GateInForce(
+            source="fitted" if fitted else "anchored" if anchor else "settings",
+            center=gate.center, scale=gate.scale, threshold=gate.threshold,
+            intent=bool(gate.intent), path=str(self.gate_path) if fitted else None,
+            anchor=anchor)
 
     def calibrate_gate(
         self,
@@ -226,6 +273,7 @@ class Recommender:
         from convrec.knowledge.loaders import load_items
 
         tenant = tenant or self.settings.tenant
+        self._anchor = None  # the items change: the gate's anchor is measured again
         if isinstance(source, str | Path):
             source = [source]
         source = list(source)

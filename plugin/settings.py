@@ -23,6 +23,11 @@ class SuggestSettings(BaseModel):
         default=0.42, description="Cosine similarity at which relevance is 0.5.")
     gate_scale: float = Field(
         default=14.0, gt=0, description="Steepness of the cosine -> relevance curve.")
+    anchor_gate: bool = Field(
+        default=True,
+        description="With an encoder other than the packaged MiniLM (and no fitted gate.json "
+                    "nor gate_center/gate_scale set), move the curve onto where everyday "
+                    "off-topic chat scores against your items (convrec.pipeline.anchor).")
     min_item_relevance: float = Field(
         default=0.5, ge=0, le=1,
         description="Once surfacing, drop items whose own relevance is below this.")
