@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forget", parents=[common], help="remove everything stored about a user")
     p.add_argument("user")
 
+    sub.add_parser(
+        "gate",
+        parents=[common],
+        help="print the surfacing gate in force and where it comes from (JSON)",
+    )
+
     p = sub.add_parser(
         "calibrate",
         parents=[common],
@@ -378,6 +384,12 @@ def _forget(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("gate")
+def _gate(args: argparse.Namespace) -> int:
+    print(_recommender(args).gate_in_force().model_dump_json(indent=2))
+    return 0
+
+
 @command("calibrate")
 def _calibrate(args: argparse.Namespace) -> int:
     from convrec.pipeline.gate import read_decisions_jsonl
@@ -404,7 +416,8 @@ def _adapt_encoder(args: argparse.Namespace) -> int:
     print(report.model_dump_json(indent=2))
     print(
         f"To use it: CONVREC_ENCODER_MODEL={report.out_dir} convrec ingest ... (every item is "
-        "encoded again), then convrec calibrate: the similarity scale has moved.",
+        "encoded again). The similarity scale moves: the gate anchors itself on the new "
+        "encoder (convrec gate shows it) until convrec calibrate fits it on your logs.",
         file=sys.stderr,
     )
     return 0

