@@ -172,10 +172,12 @@ class Recommender:
                           or self.encoder.name == DEFAULT_MODEL_NAME):
             return None
         tenant = self.settings.tenant
-        n_items = self.index.count(tenant)
-        key = (self.encoder.name, tenant, n_items, s.gate_center, s.gate_scale)
+        # The whole index's count is cheap to read on every call (a tenant's is not) and
+        # changes whenever any ingest or removal does: then the anchor is measured again.
+        key = (self.encoder.name, tenant, self.index.count(), s.gate_center, s.gate_scale)
         if self._anchor is None or self._anchor[0] != key:
             base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+            n_items = self.index.count(tenant)
             anchor = (measure_anchor(self.encoder, self.index, base, ItemFilter(tenant=tenant),
                                      n_items=n_items) if n_items else None)
             self._anchor = (key, anchor)
