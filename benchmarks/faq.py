@@ -83,6 +83,14 @@ class Query:
     expected: str  # "" = off-topic: nothing should surface
 
 
+def missing_from_kb(queries: Sequence[Query], articles) -> list[str]:
+    """Expected questions that no article's title matches (as ``hit_rank`` compares them):
+    such a query can never be a hit, whatever the ranking."""
+    titles = {norm(a.title).casefold() for a in articles}
+    return sorted({q.expected for q in queries
+                   if q.expected and norm(q.expected).casefold() not in titles})
+
+
 def load_queries(path: str | Path) -> list[Query]:
     out = []
     with open(path, encoding="utf-8") as fh:
@@ -218,6 +226,10 @@ def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all
     t0 = time.perf_counter()
     articles = load_kb(kb)
     queries = load_queries(queries_path)
+    missing = missing_from_kb(queries, articles)
+    if missing:
+        print(f"warning: {len(missing)} expected question(s) are not in the KB and count as "
+              f"misses, e.g. {missing[0]!r}", file=sys.stderr)
     encoder = ContentEncoder(encoder_model)
     adapted = None
     variants = VARIANTS if variant == "all" else (variant,)
@@ -236,6 +248,7 @@ def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all
     out = {"benchmark": "faq", "kb": str(kb), "queries": str(queries_path),
            "encoder": encoder.name, "adapted": adapted,
            "n_articles": len(articles), "variant": top, "title_weight": title_weight,
+           "expected_missing_from_kb": missing,
            **{k: v for k, v in results[top].items() if k not in ("misses", "false_surfaces")},
            "variants": results, "seconds_total": round(time.perf_counter() - t0, 1)}
     if out_path:

@@ -120,6 +120,16 @@ def test_faq_metrics_counts_silence_as_a_miss_and_false_surfaces():
     assert m["surface_rate_on_topic"] == 0.75
 
 
+def test_faq_reports_expected_questions_missing_from_the_kb():
+    from convrec.knowledge.items import Article
+
+    kb = [Article(id="a", title="How does  COVID-19 spread?", body="b")]
+    queries = [faq.Query([{"role": "user", "content": "x"}], "how does covid-19 spread?"),
+               faq.Query([{"role": "user", "content": "y"}], "Is there a vaccine?"),
+               faq.Query([{"role": "user", "content": "z"}], "")]
+    assert faq.missing_from_kb(queries, kb) == ["Is there a vaccine?"]
+
+
 def test_faq_loaders(tmp_path):
     kb = tmp_path / "kb.csv"
     kb.write_text('question,answer,link,lang\n"What is X?\n","X is\na thing",http://x,en\n'
