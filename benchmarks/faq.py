@@ -91,6 +91,19 @@ def missing_from_kb(queries: Sequence[Query], articles) -> list[str]:
                    if q.expected and norm(q.expected).casefold() not in titles})
 
 
+def logged_clicks_from(path: str | Path, articles) -> list[tuple[str, object]]:
+    """A query set read as a click log for ``adapt_encoder``: each on-topic query's last user
+    turn with the article it expects (what ``logged_clicks`` gives from a real history)."""
+    by_title = {norm(a.title).casefold(): a for a in articles}
+    clicks = []
+    for q in load_queries(path):
+        said = [t.get("content", "") for t in q.conversation if t.get("role") == "user"]
+        article = by_title.get(norm(q.expected).casefold()) if q.expected else None
+        if said and article is not None:
+            clicks.append((said[-1], article))
+    return clicks
+
+
 def load_queries(path: str | Path) -> list[Query]:
     out = []
     with open(path, encoding="utf-8") as fh:
@@ -220,7 +233,8 @@ def evaluate_variant(articles, queries, variant, encoder, *, chroma=None,
 
 def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all",
         chroma: str | None = None, title_weight: float = 0.5,
-        encoder_model: str | None = None, adapt_epochs: int = 0) -> dict:
+        encoder_model: str | None = None, adapt_epochs: int = 0,
+        adapt_queries: str | None = None) -> dict:
     from convrec.knowledge.encoder import ContentEncoder
 
     t0 = time.perf_counter()
@@ -237,9 +251,11 @@ def run(kb: str, queries_path: str, out_path: str | None, *, variant: str = "all
         if adapt_epochs:  # fine-tune on the KB's own articles first (no queries are used)
             from convrec.knowledge.adapt import AdaptConfig, adapt_encoder
 
+            clicks = logged_clicks_from(adapt_queries, articles) if adapt_queries else []
             report = adapt_encoder(articles, Path(tmp) / "encoder", encoder=encoder,
-                                   config=AdaptConfig(epochs=adapt_epochs))
+                                   config=AdaptConfig(epochs=adapt_epochs), queries=clicks)
             adapted = {"from": encoder.name, "epochs": adapt_epochs,
+                       "queries": adapt_queries, "n_query_pairs": report.n_query_pairs,
                        "seconds": report.seconds, "losses": report.losses}
             encoder = ContentEncoder(report.out_dir)
         results = {v: evaluate_variant(articles, queries, v, encoder, chroma=chroma,
@@ -285,10 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--adapt-epochs", type=int, default=0,
                    help="first adapt the encoder to the KB's articles for this many epochs "
                    "(convrec.knowledge.adapt; 0 = off)")
+    p.add_argument("--adapt-queries",
+                   help="with --adapt-epochs: also adapt on this query set read as a click log "
+                   "(each on-topic query's last user turn and its expected article); never the "
+                   "set being measured")
     a = p.parse_args(argv)
+    if a.adapt_queries and not a.adapt_epochs:
+        p.error("--adapt-queries needs --adapt-epochs")
+    if a.adapt_queries and Path(a.adapt_queries).resolve() == Path(a.queries).resolve():
+        p.error("--adapt-queries must not be the query set being measured")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run(a.kb, a.queries, a.out, variant=a.variant, chroma=a.chroma,
-        title_weight=a.title_weight, encoder_model=a.encoder, adapt_epochs=a.adapt_epochs)
+        title_weight=a.title_weight, encoder_model=a.encoder, adapt_epochs=a.adapt_epochs,
+        adapt_queries=a.adapt_queries)
     return 0
 
 

@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="new folder (default: WORKSPACE/encoders/kb-HASH)"
     )
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument(
+        "--no-logs",
+        dest="logs",
+        action="store_false",
+        help="the items' own texts only, not what users said before clicking a suggestion",
+    )
 
     p = sub.add_parser(
         "train",
@@ -412,7 +418,7 @@ def _adapt_encoder(args: argparse.Namespace) -> int:
     from convrec.knowledge.adapt import AdaptConfig
 
     rec = _recommender(args)
-    report = rec.adapt_encoder(args.out, config=AdaptConfig(epochs=args.epochs))
+    report = rec.adapt_encoder(args.out, config=AdaptConfig(epochs=args.epochs), logs=args.logs)
     print(report.model_dump_json(indent=2))
     print(
         f"To use it: CONVREC_ENCODER_MODEL={report.out_dir} convrec ingest ... (every item is "

@@ -297,17 +297,26 @@ class Recommender:
         return [s.item for s in self.index.get(ids, tenant or self.settings.tenant)]
 
     def adapt_encoder(self, out_dir: str | Path | None = None, *, tenant: str | None = None,
-                      config: AdaptConfig | None = None) -> AdaptReport:
-        """Fine-tune a copy of the encoder on the indexed items' own texts (no labels needed) and
-        save it; returns an ``AdaptReport``. The running encoder is unchanged: configure the saved
-        folder as ``encoder_model``, ingest again, then recalibrate the gate (see
-        ``convrec.knowledge.adapt``). Default folder: ``WORKSPACE/encoders/kb-<hash>``."""
+                      config: AdaptConfig | None = None, logs: bool = True) -> AdaptReport:
+        """Fine-tune a copy of the encoder on the indexed items' own texts (no labels needed)
+        and, with ``logs``, on what users said before taking up a suggested item (the
+        history's clicks, reads and purchases); save it and return an ``AdaptReport``. The
+        running encoder is unchanged: configure the saved folder as ``encoder_model`` and
+        ingest again (see ``convrec.knowledge.adapt``). Default folder:
+        ``WORKSPACE/encoders/kb-<hash>``."""
         from convrec.knowledge.adapt import adapt_encoder
+        from convrec.pipeline.gate import logged_clicks
 
         tenant = tenant or self.settings.tenant
         items = self.get_items(sorted(self.index.fingerprints(tenant)), tenant)
+        queries: list[tuple[str, Article | Product]] = []
+        if logs:
+            by_id = {item.id: item for item in items}
+            queries = [(said, by_id[item_id])
+                       for said, item_id in logged_clicks(self.history_store, tenant=tenant)
+                       if item_id in by_id]  # items removed since are left out
         return adapt_encoder(items, out_dir, encoder=self.encoder, config=config,
-                             root=self.settings.workspace)
+                             root=self.settings.workspace, queries=queries)
 
     # -- suggestions ------------------------------------------------------------------------
     def suggest(

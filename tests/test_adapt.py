@@ -99,3 +99,59 @@ def test_cli_adapts_the_workspace_items(tmp_path, capsys, monkeypatch) -> None:
     assert "4 added" in capsys.readouterr().out
     assert main(["adapt-encoder", "--out", str(tmp_path / "enc")]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def _logged_workspace(tmp_path, minilm):
+    """A Recommender on ARTICLES whose history holds one clicked, one dismissed and one
+    unexplained (no user message logged) suggestion."""
+    from convrec.knowledge.cache import EmbeddingCache
+    from convrec.recommender import Recommender
+    from convrec.settings import Settings, SuggestSettings
+    from convrec.types import Event
+
+    rec = Recommender(Settings(workspace=tmp_path / "ws",
+                               suggest=SuggestSettings(threshold=0.0, min_item_relevance=0.0)),
+                      encoder=minilm.with_cache(EmbeddingCache()))
+    rec.ingest(ARTICLES)
+    chats = {"c1": ("could my dog bring the illness home?", "pets", "click"),
+             "c2": ("do I need to cover my face on the bus?", "masks", "dismiss"),
+             "c3": (None, "tests", "click")}
+    for conv, (said, item, reaction) in chats.items():
+        if said:
+            rec.log_message("u", {"role": "user", "content": said}, conversation_id=conv)
+        result = rec.suggest(said or "where do I get a test?", user_id="u",
+                             conversation_id=conv, k=1)
+        assert [s.id for s in result.suggestions] == [item]
+        rec.log_event(Event(user_id="u", item_id=item, type=reaction, conversation_id=conv))
+    return rec
+
+
+def test_logged_clicks_pair_what_was_said_with_the_item_taken_up(tmp_path, minilm) -> None:
+    from convrec.pipeline.gate import logged_clicks
+
+    rec = _logged_workspace(tmp_path, minilm)
+    try:
+        assert logged_clicks(rec.history_store) == [("could my dog bring the illness home?",
+                                                     "pets")]
+        assert logged_clicks(rec.history_store, tenant="other") == []
+    finally:
+        rec.close()
+
+
+def test_adapting_learns_the_wording_of_logged_clicks(tmp_path, minilm) -> None:
+    rec = _logged_workspace(tmp_path, minilm)
+    said = "could my dog bring the illness home?"
+
+    def pull(encoder: ContentEncoder) -> float:  # the clicked title against the others
+        sims = encoder.encode_queries([said]) @ encoder.encode_queries(
+            [a.title for a in ARTICLES]).T
+        return float(sims[0, 2] - np.delete(sims[0], 2).mean())
+
+    try:
+        plain = rec.adapt_encoder(tmp_path / "plain", config=TINY, logs=False)
+        learned = rec.adapt_encoder(tmp_path / "learned", config=TINY)
+    finally:
+        rec.close()
+    assert (plain.n_pairs, plain.n_query_pairs) == (4, 0)
+    assert (learned.n_pairs, learned.n_query_pairs) == (6, 2)  # with the title and the body
+    assert pull(ContentEncoder(learned.out_dir)) > pull(ContentEncoder(plain.out_dir)) + 0.02

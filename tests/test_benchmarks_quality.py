@@ -130,6 +130,21 @@ def test_faq_reports_expected_questions_missing_from_the_kb():
     assert faq.missing_from_kb(queries, kb) == ["Is there a vaccine?"]
 
 
+def test_faq_reads_a_query_set_as_a_click_log(tmp_path):
+    from convrec.knowledge.items import Article
+
+    kb = [Article(id="a", title="How does COVID-19 spread?", body="b")]
+    rows = [{"conversation": [{"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "hello"},
+                              {"role": "user", "content": "how is it passed on?"}],
+             "expected": "How does covid-19 spread?"},
+            {"conversation": [{"role": "user", "content": "bye"}], "expected": ""},
+            {"conversation": [{"role": "user", "content": "x"}], "expected": "Not in the KB"}]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert faq.logged_clicks_from(path, kb) == [("how is it passed on?", kb[0])]
+
+
 def test_faq_loaders(tmp_path):
     kb = tmp_path / "kb.csv"
     kb.write_text('question,answer,link,lang\n"What is X?\n","X is\na thing",http://x,en\n'
@@ -202,3 +217,15 @@ def test_sequence_tokens_put_mentions_before_the_turn_that_names_them():
     assert types[2:5] == [T["view"], T["view"], T["assistant_turn"]]
     # the context of turn 1 ends with turn 0's text token, before turn 1's mentions
     assert starts == [0, 2, 5, 7]
+
+
+def test_faq_refuses_to_adapt_on_the_set_it_measures(tmp_path, capsys):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"conversation": [{"role": "user", "content": "x"}], "expected": ""}')
+    base = ["--kb", "kb.csv", "--queries", str(queries), "--adapt-queries", str(queries)]
+    with pytest.raises(SystemExit) as exc:
+        faq.main([*base, "--adapt-epochs", "1"])
+    assert exc.value.code == 2 and "must not be the query set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        faq.main(base)
+    assert "needs --adapt-epochs" in capsys.readouterr().err

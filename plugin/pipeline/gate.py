@@ -358,6 +358,28 @@ class _History(Protocol):
     def history(self, user_id: str, tenant: str = ..., limit: int | None = ...) -> Any: ...
 
 
+def _reacted_lists(store: _History, tenant: str, positive_events: Iterable[str],
+                   window: timedelta) -> Iterable[tuple[list, list, str | None]]:
+    """Each surfaced suggestion list logged in ``store``: (its impressions, the events on its
+    items within ``window`` afterwards, in its conversation when the event names one, the last
+    user message logged in that conversation up to it)."""
+    for user in store.users(tenant):
+        h = store.history(user, tenant=tenant)
+        grouped: dict[tuple, list] = {}
+        for imp in h.impressions:
+            if imp.surfaced:
+                grouped.setdefault((imp.conversation_id, imp.ts), []).append(imp)
+        for (conv, ts), imps in grouped.items():
+            items = {i.item_id for i in imps}
+            reactions = [e for e in h.events
+                         if e.item_id in items and ts <= e.ts <= ts + window
+                         and (conv is None or e.conversation_id in (None, conv))]
+            said = [m for m in getattr(h, "messages", ())
+                    if m.role == "user" and m.ts <= ts and conv is not None
+                    and m.conversation_id == conv]
+            yield imps, reactions, (said[-1].content if said else None)
+
+
 def logged_decisions(
     store: _History, *, tenant: str = "default",
     positive_events: Iterable[str] = POSITIVE_EVENTS, window: timedelta = timedelta(hours=24),
@@ -378,25 +400,28 @@ def logged_decisions(
     """
     positive = set(positive_events)
     out: list[Decision] = []
-    for user in store.users(tenant):
-        h = store.history(user, tenant=tenant)
-        grouped: dict[tuple, list] = {}
-        for imp in h.impressions:
-            if imp.surfaced:
-                grouped.setdefault((imp.conversation_id, imp.ts), []).append(imp)
-        for (conv, ts), imps in grouped.items():
-            items = {i.item_id for i in imps}
-            reactions = [e for e in h.events
-                         if e.item_id in items and ts <= e.ts <= ts + window
-                         and (conv is None or e.conversation_id in (None, conv))]
-            if not reactions and unanswered == "skip":
-                continue
-            said = [m for m in getattr(h, "messages", ())
-                    if m.role == "user" and m.ts <= ts and conv is not None
-                    and m.conversation_id == conv]
-            out.append(Decision(label=any(e.type in positive for e in reactions),
-                                relevance=max(i.score for i in imps),
-                                text=said[-1].content if said else None))
+    for imps, reactions, said in _reacted_lists(store, tenant, positive, window):
+        if not reactions and unanswered == "skip":
+            continue
+        out.append(Decision(label=any(e.type in positive for e in reactions),
+                            relevance=max(i.score for i in imps), text=said))
+    return out
+
+
+def logged_clicks(
+    store: _History, *, tenant: str = "default",
+    positive_events: Iterable[str] = POSITIVE_EVENTS, window: timedelta = timedelta(hours=24),
+) -> list[tuple[str, str]]:
+    """(what the user said, the item they took up) for every suggested item that was clicked,
+    read, bought, ... after a surfaced list, read as ``logged_decisions`` reads them; lists
+    without a logged user message are left out. What ``Recommender.adapt_encoder`` learns
+    your users' wording from."""
+    positive = set(positive_events)
+    out: list[tuple[str, str]] = []
+    for _, reactions, said in _reacted_lists(store, tenant, positive, window):
+        if said:
+            taken = dict.fromkeys(e.item_id for e in reactions if e.type in positive)
+            out.extend((said, item_id) for item_id in taken if item_id)
     return out
 
 
