@@ -383,7 +383,7 @@ class Recommender:
                 # later needs the decisions below the threshold too.
                 held_back = silent.model_copy(update={"suggestions": [self._suggestion(
                     best, relevance, "held back by the gate")]})
-                self._log_impressions(user_id, conversation_id, held_back, tenant)
+                self._log_impressions(user_id, conversation_id, held_back, tenant, turns)
             return silent
 
         eligible = [c for c in candidates
@@ -402,7 +402,7 @@ class Recommender:
             note=f"{len(suggestions)} suggestion(s); best relevance {relevance:.2f}.",
         )
         if log and user_id and conversation_id:
-            self._log_impressions(user_id, conversation_id, result, tenant)
+            self._log_impressions(user_id, conversation_id, result, tenant, turns)
         return result
 
     def _filter(self, filters, kinds, tenant, exclude_ids) -> ItemFilter:
@@ -484,12 +484,24 @@ class Recommender:
             shown |= store.dismissed_item_ids(user_id, tenant=tenant)
         return shown
 
-    def _log_impressions(self, user_id, conversation_id, result, tenant) -> None:
+    def _log_impressions(self, user_id, conversation_id, result, tenant,
+                         turns: Sequence[Message] = ()) -> None:
+        """Log what was suggested, and (``log_user_turns``) the user turn it answered unless
+        the host logged it already: what calibrating the gate on words and adapting the
+        encoder on clicks read, whichever way (tool, HTTP, Python) the call came."""
         from convrec.history import ConversationOwnerError
 
+        store = self.history_store
+        said = next((t.content for t in reversed(turns) if t.role == "user"), None)
         try:
-            self.history_store.log_impressions(user_id, conversation_id, result.suggestions,
-                                               surfaced=result.surfaced, tenant=tenant)
+            if said and self.settings.log_user_turns:
+                recent = store.conversation_messages(conversation_id, tenant=tenant, limit=20)
+                last = next((m.content for m in reversed(recent) if m.role == "user"), None)
+                if last != said:
+                    store.log_message(user_id, Message(role="user", content=said),
+                                      conversation_id=conversation_id, tenant=tenant)
+            store.log_impressions(user_id, conversation_id, result.suggestions,
+                                  surfaced=result.surfaced, tenant=tenant)
         except ConversationOwnerError as exc:
             # A host bug (one conversation id for two users) must not break the chat.
             warnings.warn(f"impressions not logged: {exc}", stacklevel=3)

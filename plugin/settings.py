@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     tenant: str = "default"
     model_dir: Path | None = Field(
         default=None, description="Trained model checkpoint; default: workspace/model.")
+    log_user_turns: bool = Field(
+        default=True,
+        description="When a suggest call logs impressions (a user_id and a conversation_id), "
+                    "also store the user turn it answered, unless already logged: "
+                    "calibrating the gate on words and adapting the encoder on clicks read it.")
     suggest: SuggestSettings = Field(default_factory=SuggestSettings)
 
     @property

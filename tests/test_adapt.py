@@ -101,15 +101,15 @@ def test_cli_adapts_the_workspace_items(tmp_path, capsys, monkeypatch) -> None:
     assert "is not empty" in capsys.readouterr().err
 
 
-def _logged_workspace(tmp_path, minilm):
-    """A Recommender on ARTICLES whose history holds one clicked, one dismissed and one
-    unexplained (no user message logged) suggestion."""
+def _logged_workspace(tmp_path, minilm, **settings):
+    """A Recommender on ARTICLES whose history holds a suggestion clicked after a message the
+    host logged, one dismissed, and one clicked where only the suggest call saw the message."""
     from convrec.knowledge.cache import EmbeddingCache
     from convrec.recommender import Recommender
     from convrec.settings import Settings, SuggestSettings
     from convrec.types import Event
 
-    rec = Recommender(Settings(workspace=tmp_path / "ws",
+    rec = Recommender(Settings(workspace=tmp_path / "ws", **settings,
                                suggest=SuggestSettings(threshold=0.0, min_item_relevance=0.0)),
                       encoder=minilm.with_cache(EmbeddingCache()))
     rec.ingest(ARTICLES)
@@ -131,21 +131,30 @@ def test_logged_clicks_pair_what_was_said_with_the_item_taken_up(tmp_path, minil
 
     rec = _logged_workspace(tmp_path, minilm)
     try:
-        assert logged_clicks(rec.history_store) == [("could my dog bring the illness home?",
-                                                     "pets")]
+        assert logged_clicks(rec.history_store) == [
+            ("could my dog bring the illness home?", "pets"),  # the host logged it
+            ("where do I get a test?", "tests")]  # the suggest call logged it
         assert logged_clicks(rec.history_store, tenant="other") == []
+        said = [m.content for m in rec.history_store.conversation_messages("c1")]
+        assert said == ["could my dog bring the illness home?"]  # not logged twice
     finally:
         rec.close()
+    quiet = _logged_workspace(tmp_path / "quiet", minilm, log_user_turns=False)
+    try:  # only what the host logged
+        assert [i for _, i in logged_clicks(quiet.history_store)] == ["pets"]
+    finally:
+        quiet.close()
 
 
 def test_adapting_learns_the_wording_of_logged_clicks(tmp_path, minilm) -> None:
     rec = _logged_workspace(tmp_path, minilm)
-    said = "could my dog bring the illness home?"
+    clicked = {"could my dog bring the illness home?": 2, "where do I get a test?": 3}
 
-    def pull(encoder: ContentEncoder) -> float:  # the clicked title against the others
-        sims = encoder.encode_queries([said]) @ encoder.encode_queries(
+    def pull(encoder: ContentEncoder) -> float:  # each clicked title against the others
+        sims = encoder.encode_queries(list(clicked)) @ encoder.encode_queries(
             [a.title for a in ARTICLES]).T
-        return float(sims[0, 2] - np.delete(sims[0], 2).mean())
+        return float(np.mean([row[i] - np.delete(row, i).mean()
+                              for row, i in zip(sims, clicked.values(), strict=True)]))
 
     try:
         plain = rec.adapt_encoder(tmp_path / "plain", config=TINY, logs=False)
@@ -153,5 +162,5 @@ def test_adapting_learns_the_wording_of_logged_clicks(tmp_path, minilm) -> None:
     finally:
         rec.close()
     assert (plain.n_pairs, plain.n_query_pairs) == (4, 0)
-    assert (learned.n_pairs, learned.n_query_pairs) == (6, 2)  # with the title and the body
+    assert (learned.n_pairs, learned.n_query_pairs) == (8, 4)  # each with title and body
     assert pull(ContentEncoder(learned.out_dir)) > pull(ContentEncoder(plain.out_dir)) + 0.02

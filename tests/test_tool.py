@@ -167,7 +167,10 @@ def test_suggest_logs_impressions_once_for_the_injected_user(world, tools):
     history = world.history("u-1")
     assert [i.item_id for i in history.impressions] == [s.id for s in out.suggestions]
     assert {i.conversation_id for i in history.impressions} == {"chat-1"}
-    assert history.events == [] and history.messages == []
+    assert history.events == []
+    # the user turn the suggestions answered, kept for calibration and adaptation
+    assert [(m.role, m.content) for m in history.messages] == [
+        ("user", LATE_PARCEL[-1]["content"])]
 
 
 def test_without_a_user_nothing_is_written(world):
@@ -258,3 +261,18 @@ _values = st.one_of(
 def test_call_never_raises(tools, args):
     out = tools[0].call(args)
     assert isinstance(out, SuggestOutput | ToolError)
+
+
+def test_a_tool_call_and_its_feedback_leave_a_click_the_encoder_can_learn_from(world, tools):
+    """The agent path logs what the user said with the impressions, so clicks reported through
+    record_feedback pair with it (convrec adapt-encoder) without the host logging messages."""
+    from convrec.pipeline.gate import logged_clicks
+
+    suggest, feedback = tools
+    out = suggest.call({"conversation": LATE_PARCEL})
+    assert isinstance(out, SuggestOutput) and out.suggestions
+    suggest.call({"conversation": LATE_PARCEL})  # asked again: the turn is not logged twice
+    assert feedback.call({"item_id": out.suggestions[0].id, "action": "clicked"}).recorded
+    said = LATE_PARCEL[-1]["content"]
+    assert [m.content for m in world.history_store.conversation_messages("chat-1")] == [said]
+    assert logged_clicks(world.history_store) == [(said, out.suggestions[0].id)]
