@@ -10,6 +10,7 @@ use, so constructing a Recommender is cheap.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -59,6 +60,7 @@ class Recommender:
         self.settings = settings
         self._encoder = encoder
         self._index = index
+        self._own_index = index is None  # opened from the settings: the workspace describes it
         self._history = history
         self._personalizer: Personalizer | None | bool = None
         self._gate_file: tuple[int, Gate] | None = None
@@ -161,8 +163,9 @@ class Recommender:
         (and ``anchor_gate`` on, ``gate_center``/``gate_scale`` not set explicitly) everyday
         off-topic chat is sent through the index and the curve moved to sit as far above its
         best matches as the shipped curve sits above MiniLM's (``convrec.pipeline.anchor``).
-        It is measured once per encoder and item count; ``force`` measures it for any
-        encoder (a report, not what the gate uses).
+        It is measured once per encoder and item count, and kept in the workspace
+        (``gate_anchor.json``) for the next process; an ingest measures it again. ``force``
+        measures it for any encoder (a report, not what the gate uses).
         """
         from convrec.knowledge.encoder import DEFAULT_MODEL_NAME
         from convrec.pipeline.anchor import measure_anchor
@@ -176,12 +179,52 @@ class Recommender:
         # changes whenever any ingest or removal does: then the anchor is measured again.
         key = (self.encoder.name, tenant, self.index.count(), s.gate_center, s.gate_scale)
         if self._anchor is None or self._anchor[0] != key:
-            base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
-            n_items = self.index.count(tenant)
-            anchor = (measure_anchor(self.encoder, self.index, base, ItemFilter(tenant=tenant),
-                                     n_items=n_items) if n_items else None)
+            anchor = self._saved_anchor(key)
+            if anchor is None:
+                base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+                n_items = self.index.count(tenant)
+                anchor = (measure_anchor(self.encoder, self.index, base,
+                                         ItemFilter(tenant=tenant), n_items=n_items)
+                          if n_items else None)
+                if anchor is not None:
+                    self._save_anchor(key, anchor)
             self._anchor = (key, anchor)
         return self._anchor[1]
+
+    @property
+    def _anchor_path(self) -> Path:
+        return self.settings.workspace / "gate_anchor.json"
+
+    def _saved_anchor(self, key: tuple) -> GateAnchor | None:
+        """The anchor a previous process measured on this same index, if it still fits: a
+        one-shot ``convrec suggest`` does not measure it again. Only for the index the
+        settings describe (an index handed in may hold anything)."""
+        from convrec.pipeline.anchor import GateAnchor, reference_digest
+
+        if not self._own_index:
+            return None
+        try:
+            saved = json.loads(self._anchor_path.read_text(encoding="utf-8"))
+            if saved["key"] != [*key, reference_digest()]:
+                return None
+            return GateAnchor.model_validate(saved["anchor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none yet, or unreadable: measure again
+
+    def _save_anchor(self, key: tuple, anchor: GateAnchor) -> None:
+        from convrec.pipeline.anchor import reference_digest
+
+        if not self._own_index:
+            return
+        path = self._anchor_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"key": [*key, reference_digest()],
+                                       "anchor": anchor.model_dump()}), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:  # a read-only workspace costs a re-measure, not the call
+            warnings.warn(f"gate anchor not saved to {path}: {exc}", stacklevel=4)
 
     def gate_in_force(self) -> GateInForce:
         """The gate ``suggest`` reads now and where it comes from (``convrec gate``)."""
@@ -276,6 +319,8 @@ class Recommender:
 
         tenant = tenant or self.settings.tenant
         self._anchor = None  # the items change: the gate's anchor is measured again
+        if self._own_index:
+            self._anchor_path.unlink(missing_ok=True)
         if isinstance(source, str | Path):
             source = [source]
         source = list(source)

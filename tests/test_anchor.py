@@ -182,3 +182,25 @@ def test_packaged_minilm_keeps_the_shipped_curve(world):
     measured = world.gate_anchor(force=True)  # what the anchor would say: nearly the same
     assert measured.median == pytest.approx(REFERENCE_MEDIAN, abs=0.02)
     assert measured.center == pytest.approx(0.42, abs=0.02)
+
+
+def test_the_anchor_is_kept_in_the_workspace_for_the_next_process(minilm, tmp_path, articles,
+                                                                   cache_file):
+    from convrec.recommender import Recommender
+
+    def open_workspace():  # the workspace's own Chroma index, as the CLI opens it
+        return Recommender(workspace=tmp_path / "ws", encoder=HighCosineEncoder(minilm,
+                                                                                cache_file))
+
+    first = open_workspace()
+    first.ingest(articles[:12])
+    measured = first.gate_anchor()
+    assert measured is not None and first.encoder.stats.encoded_texts >= len(reference_texts())
+    first.close()
+
+    second = open_workspace()  # a new process: reads the saved anchor, encodes nothing
+    assert second.gate_anchor() == measured and second.encoder.stats.encoded_texts == 0
+    second.ingest(articles[12:14])  # the items change: measured again
+    assert second.gate_anchor().n_items == 14
+    assert second.encoder.stats.encoded_texts >= len(reference_texts())
+    second.close()

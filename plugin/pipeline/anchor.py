@@ -79,6 +79,13 @@ def reference_texts() -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
+def reference_digest() -> str:
+    """A short hash of the reference lines: a saved anchor measured with other lines is stale."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(reference_texts()).encode()).hexdigest()[:12]
+
+
 def anchored_curve(center: float, scale: float, best_scores: Sequence[float]
                    ) -> tuple[float, float, float, float]:
     """(center, scale, median, spread): the curve ``(center, scale)`` moved onto the off-topic
