@@ -164,3 +164,19 @@ def test_adapting_learns_the_wording_of_logged_clicks(tmp_path, minilm) -> None:
     assert (plain.n_pairs, plain.n_query_pairs) == (4, 0)
     assert (learned.n_pairs, learned.n_query_pairs) == (8, 4)  # each with title and body
     assert pull(ContentEncoder(learned.out_dir)) > pull(ContentEncoder(plain.out_dir)) + 0.02
+
+
+def test_cli_adapts_on_the_workspace_clicks_unless_told_not_to(tmp_path, capsys, monkeypatch,
+                                                               minilm) -> None:
+    from convrec.cli import main
+
+    rec = _logged_workspace(tmp_path, minilm)  # its history: two clicks after user turns
+    rec.close()
+    monkeypatch.setenv("CONVREC_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    capsys.readouterr()
+    assert main(["adapt-encoder", "--out", str(tmp_path / "with"), "--epochs", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_query_pairs"] == 4
+    assert main(["adapt-encoder", "--out", str(tmp_path / "without"), "--epochs", "1",
+                 "--no-logs"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_query_pairs"] == 0
