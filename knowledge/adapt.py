@@ -124,7 +124,7 @@ def adapt_encoder(
     """Fine-tune a copy of ``encoder``'s model on ``items`` and save it as a folder.
 
     ``queries`` adds what users said next to the item they then took up (a click, a read, a
-    purchase: ``convrec.pipeline.gate.logged_clicks``): each becomes a pair with the item's
+    purchase: ``convrec.pipeline.feedback.logged_clicks``): each becomes a pair with the item's
     title and one with its text, trained alongside the items' own pairs.
 
     ``out_dir`` must not exist yet or be empty, so a cached vector can never be mistaken for

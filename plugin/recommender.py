@@ -257,13 +257,8 @@ class Recommender:
         say about wanting a suggestion. ``precision`` picks the lowest threshold reaching it on
         these data; else ``threshold`` (default: the current one) is kept.
         """
-        from convrec.pipeline.gate import (
-            auc,
-            calibrate,
-            logged_decisions,
-            precision_recall,
-            relevances,
-        )
+        from convrec.pipeline.feedback import logged_decisions
+        from convrec.pipeline.gate import auc, calibrate, precision_recall, relevances
 
         tenant = tenant or self.settings.tenant
         if decisions is None:
@@ -350,7 +345,7 @@ class Recommender:
         ingest again (see ``convrec.knowledge.adapt``). Default folder:
         ``WORKSPACE/encoders/kb-<hash>``."""
         from convrec.knowledge.adapt import adapt_encoder
-        from convrec.pipeline.gate import logged_clicks
+        from convrec.pipeline.feedback import logged_clicks
 
         tenant = tenant or self.settings.tenant
         items = self.get_items(sorted(self.index.fingerprints(tenant)), tenant)

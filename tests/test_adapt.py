@@ -127,7 +127,7 @@ def _logged_workspace(tmp_path, minilm, **settings):
 
 
 def test_logged_clicks_pair_what_was_said_with_the_item_taken_up(tmp_path, minilm) -> None:
-    from convrec.pipeline.gate import logged_clicks
+    from convrec.pipeline.feedback import logged_clicks
 
     rec = _logged_workspace(tmp_path, minilm)
     try:

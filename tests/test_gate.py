@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from convrec.pipeline.feedback import decisions_from_history
 from convrec.pipeline.gate import (
     Gate,
     auc,
     calibrate,
-    decisions_from_history,
     fit_gate,
     precision_recall,
     read_labelled_jsonl,
@@ -162,3 +162,13 @@ def test_decisions_from_a_real_history_store(tmp_path):
     got = sorted(zip(scores, labels, strict=True))
     assert [label for _, label in got] == [False, True]
     assert [s for s, _ in got] == pytest.approx([gate.score_of(0.7), gate.score_of(0.8)])
+
+
+def test_the_log_readers_stay_importable_from_the_gate_module():
+    from convrec.pipeline import feedback, gate
+
+    for name in ("POSITIVE_EVENTS", "logged_decisions", "logged_clicks",
+                 "decisions_from_history"):
+        assert getattr(gate, name) is getattr(feedback, name)
+    with pytest.raises(AttributeError):
+        _ = gate.no_such_name

@@ -266,7 +266,7 @@ def test_call_never_raises(tools, args):
 def test_a_tool_call_and_its_feedback_leave_a_click_the_encoder_can_learn_from(world, tools):
     """The agent path logs what the user said with the impressions, so clicks reported through
     record_feedback pair with it (convrec adapt-encoder) without the host logging messages."""
-    from convrec.pipeline.gate import logged_clicks
+    from convrec.pipeline.feedback import logged_clicks
 
     suggest, feedback = tools
     out = suggest.call({"conversation": LATE_PARCEL})
