@@ -210,6 +210,7 @@ def evaluate_variant(articles, queries, variant, encoder, *, chroma=None,
     t0 = time.perf_counter()
     rec = build_recommender(articles, variant, encoder, chroma=chroma,
                             title_weight=title_weight)
+    gate = rec.gate_in_force().model_dump(exclude={"path"})  # which curve the run read
     gated = run_queries(rec, queries)
     base = Settings()
     open_settings = base.model_copy(update={"suggest": base.suggest.model_copy(
@@ -217,6 +218,7 @@ def evaluate_variant(articles, queries, variant, encoder, *, chroma=None,
     rec.settings = open_settings
     ungated = run_queries(rec, queries)
     out = faq_metrics(gated)
+    out["gate"] = gate
     out["ungated"] = faq_metrics(ungated)
     # the gate as a classifier of on-topic vs off-topic conversations
     out["gate_auc_on_vs_off_topic"] = auc([o.relevance for o in ungated],

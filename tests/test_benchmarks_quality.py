@@ -200,6 +200,8 @@ def test_faq_benchmark_runs_with_the_encoder_it_is_given(tmp_path):
     out = faq.run(kb, queries, tmp_path / "out.json", variant="default", encoder_model=model)
     assert out["encoder"] == model
     assert out["n_articles"] == 3 and out["ungated"]["recall@1"] == 1.0
+    # MiniLM named by its folder is "another encoder": the run records the anchored curve
+    assert out["gate"]["source"] == "anchored" and out["gate"]["anchor"]["n_items"] == 3
     assert json.loads((tmp_path / "out.json").read_text())["encoder"] == model
 
 
