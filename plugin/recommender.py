@@ -10,7 +10,6 @@ use, so constructing a Recommender is cheap.
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -168,7 +167,6 @@ class Recommender:
         measures it for any encoder (a report, not what the gate uses).
         """
         from convrec.knowledge.encoder import DEFAULT_MODEL_NAME
-        from convrec.pipeline.anchor import measure_anchor
 
         s = self.settings.suggest
         if not force and (not s.anchor_gate or {"gate_center", "gate_scale"} & s.model_fields_set
@@ -179,52 +177,33 @@ class Recommender:
         # changes whenever any ingest or removal does: then the anchor is measured again.
         key = (self.encoder.name, tenant, self.index.count(), s.gate_center, s.gate_scale)
         if self._anchor is None or self._anchor[0] != key:
-            anchor = self._saved_anchor(key)
-            if anchor is None:
-                base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
-                n_items = self.index.count(tenant)
-                anchor = (measure_anchor(self.encoder, self.index, base,
-                                         ItemFilter(tenant=tenant), n_items=n_items)
-                          if n_items else None)
-                if anchor is not None:
-                    self._save_anchor(key, anchor)
-            self._anchor = (key, anchor)
+            with self._lock:  # one measurement, whichever thread asks first
+                if self._anchor is None or self._anchor[0] != key:
+                    self._anchor = (key, self._measured_anchor(key))
         return self._anchor[1]
 
     @property
-    def _anchor_path(self) -> Path:
-        return self.settings.workspace / "gate_anchor.json"
+    def _anchor_path(self) -> Path | None:
+        """Where the anchor is kept between processes: only for the index the settings
+        describe (one handed in may hold anything)."""
+        return self.settings.workspace / "gate_anchor.json" if self._own_index else None
 
-    def _saved_anchor(self, key: tuple) -> GateAnchor | None:
-        """The anchor a previous process measured on this same index, if it still fits: a
-        one-shot ``convrec suggest`` does not measure it again. Only for the index the
-        settings describe (an index handed in may hold anything)."""
-        from convrec.pipeline.anchor import GateAnchor, reference_digest
+    def _measured_anchor(self, key: tuple) -> GateAnchor | None:
+        from convrec.pipeline.anchor import measure_anchor, read_saved_anchor, save_anchor
 
-        if not self._own_index:
-            return None
-        try:
-            saved = json.loads(self._anchor_path.read_text(encoding="utf-8"))
-            if saved["key"] != [*key, reference_digest()]:
-                return None
-            return GateAnchor.model_validate(saved["anchor"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # none yet, or unreadable: measure again
-
-    def _save_anchor(self, key: tuple, anchor: GateAnchor) -> None:
-        from convrec.pipeline.anchor import reference_digest
-
-        if not self._own_index:
-            return
         path = self._anchor_path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"key": [*key, reference_digest()],
-                                       "anchor": anchor.model_dump()}), encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:  # a read-only workspace costs a re-measure, not the call
-            warnings.warn(f"gate anchor not saved to {path}: {exc}", stacklevel=4)
+        anchor = read_saved_anchor(path, key) if path else None
+        if anchor is None:
+            s, tenant = self.settings.suggest, self.settings.tenant
+            n_items = self.index.count(tenant)
+            if not n_items:
+                return None
+            base = Gate(center=s.gate_center, scale=s.gate_scale, threshold=s.threshold)
+            anchor = measure_anchor(self.encoder, self.index, base, ItemFilter(tenant=tenant),
+                                    n_items=n_items)
+            if anchor is not None and path:
+                save_anchor(path, key, anchor)
+        return anchor
 
     def gate_in_force(self) -> GateInForce:
         """The gate ``suggest`` reads now and where it comes from (``convrec gate``)."""
@@ -314,7 +293,7 @@ class Recommender:
 
         tenant = tenant or self.settings.tenant
         self._anchor = None  # the items change: the gate's anchor is measured again
-        if self._own_index:
+        if self._anchor_path:
             self._anchor_path.unlink(missing_ok=True)
         if isinstance(source, str | Path):
             source = [source]

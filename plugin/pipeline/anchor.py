@@ -25,8 +25,13 @@ number of items (the best of more items is higher). A gate fitted on your own de
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import warnings
 from collections.abc import Sequence
 from importlib.resources import files
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -81,8 +86,6 @@ def reference_texts() -> list[str]:
 
 def reference_digest() -> str:
     """A short hash of the reference lines: a saved anchor measured with other lines is stale."""
-    import hashlib
-
     return hashlib.sha256("\n".join(reference_texts()).encode()).hexdigest()[:12]
 
 
@@ -117,3 +120,28 @@ def measure_anchor(encoder, index, base: Gate, where, *, n_items: int,
     return GateAnchor(encoder=encoder.name, n_items=n_items, n_reference=len(best),
                       median=round(median, 4), spread=round(spread, 4),
                       center=round(center, 4), scale=round(scale, 3))
+
+
+def read_saved_anchor(path: Path, key: Sequence) -> GateAnchor | None:
+    """The anchor ``save_anchor`` kept at ``path`` if it was measured under ``key`` (encoder,
+    tenant, item count, curve) with these reference lines; else ``None``."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved["key"] != [*key, reference_digest()]:
+            return None
+        return GateAnchor.model_validate(saved["anchor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none yet, or unreadable: measure again
+
+
+def save_anchor(path: Path, key: Sequence, anchor: GateAnchor) -> None:
+    """Keep ``anchor`` at ``path`` (atomically) for the next process; a workspace that cannot
+    be written costs a measurement next time, not the call."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": [*key, reference_digest()],
+                                   "anchor": anchor.model_dump()}), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        warnings.warn(f"gate anchor not saved to {path}: {exc}", stacklevel=3)
