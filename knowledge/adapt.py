@@ -75,10 +75,11 @@ def text_pairs(items: Sequence[Article | Product]) -> list[tuple[str, str]]:
     return [pair for pair, _ in _text_pairs(items)]
 
 
-def query_pairs(queries: Sequence[tuple[str, Article | Product]]) -> list[tuple[str, str]]:
-    """(what a user said, the item's title) and (the same, the item's text) for each
-    (user text, item the user took up): the query side that titles alone cannot teach."""
-    return [pair for pair, _ in _query_pairs(queries)]
+def _title_and_text(item: Article | Product) -> tuple[str, str]:
+    """What adaptation reads of an item: its title, and its body or description."""
+    if isinstance(item, Article):
+        return item.title_text(), item.body_text()
+    return item.title, item.snippet(BODY_CHARS)
 
 
 def _item_key(item: Article | Product) -> str:
@@ -89,10 +90,7 @@ def _text_pairs(items: Sequence[Article | Product]) -> list[tuple[tuple[str, str
     """``text_pairs`` with the key of the item each pair came from."""
     out = []
     for item in sorted(items, key=lambda i: (i.tenant, i.id)):
-        if isinstance(item, Article):
-            title, text = item.title_text(), item.body_text()
-        else:
-            title, text = item.title, item.snippet(BODY_CHARS)
+        title, text = _title_and_text(item)
         if title.strip() and text.strip():
             out.append(((title, text), _item_key(item)))
     return out
@@ -100,15 +98,13 @@ def _text_pairs(items: Sequence[Article | Product]) -> list[tuple[tuple[str, str
 
 def _query_pairs(queries: Sequence[tuple[str, Article | Product]]
                  ) -> list[tuple[tuple[str, str], str]]:
+    """(what a user said, the item's title) and (the same, its text) for each (user text,
+    item the user took up), with the item's key: the query side titles alone cannot teach."""
     out = []
     for said, item in queries:
-        if not said.strip():
-            continue
-        if isinstance(item, Article):
-            texts = (item.title_text(), item.body_text())
-        else:
-            texts = (item.title, item.snippet(BODY_CHARS))
-        out.extend(((said, text), _item_key(item)) for text in texts if text.strip())
+        if said.strip():
+            out.extend(((said, text), _item_key(item))
+                       for text in _title_and_text(item) if text.strip())
     return out
 
 

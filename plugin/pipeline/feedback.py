@@ -22,7 +22,7 @@ class _History(Protocol):
     def history(self, user_id: str, tenant: str = ..., limit: int | None = ...) -> Any: ...
 
 
-def _reacted_lists(store: _History, tenant: str, positive_events: Iterable[str],
+def _reacted_lists(store: _History, tenant: str,
                    window: timedelta) -> Iterable[tuple[list, list, str | None]]:
     """Each surfaced suggestion list logged in ``store``: (its impressions, the events on its
     items within ``window`` afterwards, in its conversation when the event names one, the last
@@ -64,7 +64,7 @@ def logged_decisions(
     """
     positive = set(positive_events)
     out: list[Decision] = []
-    for imps, reactions, said in _reacted_lists(store, tenant, positive, window):
+    for imps, reactions, said in _reacted_lists(store, tenant, window):
         if not reactions and unanswered == "skip":
             continue
         out.append(Decision(label=any(e.type in positive for e in reactions),
@@ -82,7 +82,7 @@ def logged_clicks(
     your users' wording from."""
     positive = set(positive_events)
     out: list[tuple[str, str]] = []
-    for _, reactions, said in _reacted_lists(store, tenant, positive, window):
+    for _, reactions, said in _reacted_lists(store, tenant, window):
         if said:
             taken = dict.fromkeys(e.item_id for e in reactions if e.type in positive)
             out.extend((said, item_id) for item_id in taken if item_id)
